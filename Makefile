@@ -1,0 +1,66 @@
+# Entry points for people and CI. `make up` sets up and runs everything; `make test` tests it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+RECSYS := $(VENV)/bin/recsys
+UV_VERSION := 0.13.8
+BUF_VERSION := v1.75.0
+TOOLS_DIR := $(HOME)/.cache/recsys/tools
+BUF := $(TOOLS_DIR)/buf-$(BUF_VERSION)/buf
+
+.PHONY: help up venv infra-up infra-down infra-status bootstrap proto proto-check lint test lock clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+up: venv infra-up bootstrap ## Set up everything and run it (virtualenv, infrastructure, schemas)
+	@$(RECSYS) infra status
+	@echo "Kafka $${RECSYS_KAFKA__PORT:-9092}, Cassandra $${RECSYS_CASSANDRA__PORT:-9042}, Redis $${RECSYS_REDIS__PORT:-6379} on 127.0.0.1. Stop with: make infra-down"
+
+venv: $(VENV)/.synced ## Create .venv and install the pinned dependencies
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
+	$(VENV)/bin/uv sync --frozen --quiet
+	@touch $@
+
+$(BUF):
+	@echo "building buf $(BUF_VERSION) from the Go module proxy (once per machine, a few minutes)"
+	GOBIN=$(dir $(BUF)) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+infra-up: venv ## Start Kafka, Cassandra and Redis (no-op for those already running)
+	$(RECSYS) infra up
+
+infra-down: venv ## Stop the servers infra-up started
+	$(RECSYS) infra down
+
+infra-status: venv ## What runs where, and where its logs are
+	$(RECSYS) infra status
+
+bootstrap: venv ## Create Kafka topics and apply Cassandra migrations (idempotent)
+	$(RECSYS) infra bootstrap
+
+proto: venv ## Regenerate the Python code for proto/
+	$(PY) tools/gen_proto.py
+
+proto-check: venv ## Fail if the generated code is stale
+	$(PY) tools/gen_proto.py --check
+
+lint: venv $(BUF) ## ruff, mypy, buf lint and buf breaking (against main)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(BUF) lint
+	$(BUF) breaking --against '.git#branch=main'
+
+test: lint proto-check ## Everything CI runs: lint, contracts, and the tests against real servers
+	$(VENV)/bin/pytest
+
+lock: ## Re-resolve uv.lock after editing dependencies in pyproject.toml
+	$(VENV)/bin/uv lock
+
+clean: infra-down ## Stop the servers and delete their data
+	rm -rf .recsys

@@ -1,0 +1,1 @@
+"""The ``recsys`` command line: one entry point, one sub-command group per area."""

@@ -1,0 +1,135 @@
+"""Settings for every service and tool, read from ``RECSYS_``-prefixed environment variables.
+
+One nested section per concern; a nested field is set with a double underscore, the same name the
+Helm chart passes::
+
+    RECSYS_KAFKA__PORT=19092 RECSYS_REDIS__HOST=redis recsys infra status
+
+Build settings once in ``main()`` (or a FastAPI lifespan) and pass them down; never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "CassandraSettings",
+    "InfraSettings",
+    "KafkaSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "RedisSettings",
+    "Settings",
+    "repo_root",
+]
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from, or the working directory for an installed wheel."""
+    here = Path(__file__).resolve()
+    # services/common/recsys/config.py -> the checkout is three levels above the package.
+    candidate = here.parents[3]
+    if (candidate / "pyproject.toml").is_file() and (candidate / "services").is_dir():
+        return candidate
+    return Path.cwd()
+
+
+class KafkaSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(
+        default=9093, ge=1, le=65535, description="KRaft controller listener (local infra only)."
+    )
+    bootstrap_servers: str = Field(
+        default="", description="Comma-separated host:port list; empty means host:port."
+    )
+    client_id: str = "recsys"
+    replication_factor: int = Field(default=1, ge=1, description="For topics we create.")
+    request_timeout_ms: int = Field(default=10_000, ge=100)
+    heap: str = Field(default="768m", description="JVM heap of the local broker.")
+
+    @model_validator(mode="after")
+    def _default_bootstrap(self) -> KafkaSettings:
+        if not self.bootstrap_servers:
+            self.bootstrap_servers = f"{self.host}:{self.port}"
+        return self
+
+
+class CassandraSettings(BaseModel):
+    hosts: str = Field(default="127.0.0.1", description="Comma-separated contact points.")
+    port: int = Field(default=9042, ge=1, le=65535)
+    storage_port: int = Field(
+        default=7000, ge=1, le=65535, description="Gossip port (local infra only)."
+    )
+    keyspace: str = Field(default="recsys", pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    local_dc: str = "datacenter1"
+    replication_factor: int = Field(default=1, ge=1)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    request_timeout_s: float = Field(default=2.0, gt=0)
+    heap: str = Field(default="1g", description="JVM heap of the local node.")
+
+    @property
+    def contact_points(self) -> list[str]:
+        return [h.strip() for h in self.hosts.split(",") if h.strip()]
+
+
+class RedisSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=6379, ge=1, le=65535)
+    db: int = Field(default=0, ge=0)
+    socket_timeout_s: float = Field(default=0.05, gt=0)
+    max_connections: int = Field(default=64, ge=1)
+    key_prefix: str = Field(
+        default="rec:v1", description="Namespace of every key; see docs/redis-keys.md."
+    )
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class InfraSettings(BaseModel):
+    """Where the local (no-Docker) infrastructure keeps its state and its downloads."""
+
+    state_dir: Path = Field(
+        default_factory=lambda: repo_root() / ".recsys",
+        description="Data, logs and pid files of the servers `recsys infra` starts (git-ignored).",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "recsys",
+        description="Resolved classpaths and tools, shared by every clone on the machine.",
+    )
+    start_timeout_s: float = Field(default=120.0, gt=0)
+    stop_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "console"
+
+
+class MetricsSettings(BaseModel):
+    port: int = Field(default=0, ge=0, le=65535, description="0 disables the /metrics listener.")
+
+
+class Settings(BaseSettings):
+    """All settings; ``Settings()`` reads the environment (and an optional ``.env``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECSYS_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    environment: Literal["local", "test", "kubernetes"] = "local"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    infra: InfraSettings = Field(default_factory=InfraSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)

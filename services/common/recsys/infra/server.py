@@ -1,0 +1,72 @@
+"""What every local server looks like to the infra manager."""
+
+from __future__ import annotations
+
+import abc
+import socket
+from pathlib import Path
+
+from recsys.config import Settings
+
+__all__ = ["InfraError", "Server", "port_is_free"]
+
+RESOURCES = Path(__file__).parent / "resources"
+
+
+class InfraError(RuntimeError):
+    """A server could not be prepared, started or reached; the message says what to do."""
+
+
+class Server(abc.ABC):
+    """One server process the repo runs on loopback with its data under the state directory."""
+
+    name: str
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.infra.state_dir / self.name
+        self.data_dir = self.home / "data"
+        self.log_dir = self.home / "logs"
+        self.conf_dir = self.home / "conf"
+        self.record_path = self.home / "process.json"
+
+    @property
+    def log_path(self) -> Path:
+        """The file the process's stdout and stderr go to."""
+        return self.log_dir / f"{self.name}.out"
+
+    @property
+    @abc.abstractmethod
+    def address(self) -> str:
+        """host:port clients use."""
+
+    @property
+    @abc.abstractmethod
+    def ports(self) -> list[int]:
+        """Every port the server binds; checked free before it starts."""
+
+    @abc.abstractmethod
+    def prepare(self) -> str:
+        """Install or resolve what is missing and write config; idempotent. Returns a note."""
+
+    @abc.abstractmethod
+    def argv(self) -> list[str]:
+        """The command line that runs the server in the foreground."""
+
+    @abc.abstractmethod
+    async def probe(self) -> None:
+        """Return when the server answers a real request; raise when it does not (yet)."""
+
+    def ensure_dirs(self) -> None:
+        for d in (self.data_dir, self.log_dir, self.conf_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True

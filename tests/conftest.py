@@ -1,0 +1,54 @@
+"""Shared fixtures. Tests that need a server get it from the repo's own infra commands.
+
+The session fixture `infra` runs `recsys infra up` (a no-op for servers already running) and, at
+the end, stops only the servers it started itself, unless RECSYS_TEST_KEEP_INFRA=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from recsys.clients.cassandra import CassandraClient, connect_cassandra
+from recsys.clients.redis import redis_client
+from recsys.config import Settings
+from recsys.infra import manager
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def infra(settings: Settings) -> Iterator[Settings]:
+    results = asyncio.run(manager.up(settings, progress=lambda _: None))
+    started = [r.name for r in results if r.action == "started"]
+    yield settings
+    if started and os.environ.get("RECSYS_TEST_KEEP_INFRA") != "1":
+        manager.down(settings, started, progress=lambda _: None)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short random suffix for per-test topics, keys and keyspaces."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def redis(infra: Settings) -> AsyncIterator[Redis]:
+    client = redis_client(infra.redis)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def cassandra(infra: Settings) -> Iterator[CassandraClient]:
+    client = connect_cassandra(infra.cassandra)
+    yield client
+    client.close()
