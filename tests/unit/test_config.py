@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
 from recsys.config import Settings
 
 
-def test_defaults_are_the_documented_local_ports(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("RECSYS_KAFKA__PORT", "RECSYS_CASSANDRA__PORT", "RECSYS_REDIS__PORT"):
-        monkeypatch.delenv(var, raising=False)
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the environment; the developer's own RECSYS_ variables must not leak in."""
+    for var in [v for v in os.environ if v.startswith("RECSYS_")]:
+        monkeypatch.delenv(var)
+
+
+def test_defaults_are_the_documented_local_ports() -> None:
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (s.kafka.port, s.cassandra.port, s.redis.port) == (9092, 9042, 6379)
     assert s.kafka.bootstrap_servers == "127.0.0.1:9092"

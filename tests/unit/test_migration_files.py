@@ -28,12 +28,25 @@ def test_statements_split_without_comments(tmp_path: Path) -> None:
     )
 
 
+def test_semicolons_and_dashes_inside_literals_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "0001_literals.cql").write_text(
+        "CREATE TABLE a (k int PRIMARY KEY) WITH comment = 'one; two -- three';\n"
+        "INSERT INTO a (k, v) VALUES (1, 'it''s;fine'); -- done\n"
+    )
+    (m,) = load_migrations(tmp_path)
+    assert m.statements == (
+        "CREATE TABLE a (k int PRIMARY KEY) WITH comment = 'one; two -- three'",
+        "INSERT INTO a (k, v) VALUES (1, 'it''s;fine')",
+    )
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [
         ({"1_short.cql": "SELECT 1;"}, "NNNN_snake_case"),
         ({"0001_empty.cql": "-- nothing\n"}, "no statements"),
         ({"0001_a.cql": "SELECT 1;", "0001_b.cql": "SELECT 1;"}, "share a version"),
+        ({"0001_open.cql": "SELECT 'x;"}, "0001_open.cql: unterminated string"),
     ],
 )
 def test_bad_migration_files_are_refused(

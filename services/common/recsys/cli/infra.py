@@ -96,8 +96,10 @@ def topics() -> None:
     settings = Settings()
     try:
         changes = asyncio.run(_ensure_topics(settings))
-    except InfraError as exc:
-        raise _fail(str(exc)) from None
+    except Exception as exc:  # the command's boundary: report, do not dump a traceback
+        raise _fail(
+            f"creating topics on {settings.kafka.bootstrap_servers} failed: {exc!r}"
+        ) from None
     for c in changes:
         typer.echo(f"  topic {c.topic:<36} {c.action}")
 
@@ -121,6 +123,8 @@ def migrate() -> None:
         results = _migrate(settings)
     except InfraError as exc:
         raise _fail(str(exc)) from None
+    except Exception as exc:  # driver errors (unreachable node, bad CQL): report, no traceback
+        raise _fail(f"migrating Cassandra at {settings.cassandra.hosts} failed: {exc!r}") from None
     for m in results:
         typer.echo(f"  migration {m.version:04d}_{m.name:<30} {m.action}")
 

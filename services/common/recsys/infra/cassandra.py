@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import string
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from cassandra.cluster import Cluster
 
 from recsys.infra.java import java_binary
 from recsys.infra.maven import resolve_classpath
-from recsys.infra.server import RESOURCES, InfraError, Server
+from recsys.infra.server import RESOURCES, InfraError, Server, quiet
 
 __all__ = ["CassandraServer"]
 
@@ -80,18 +79,17 @@ class CassandraServer(Server):
 
     def _query(self) -> None:
         c = self.settings.cassandra
-        # The driver logs every refused connection while the node boots; the caller retries.
-        logging.getLogger("cassandra").setLevel(logging.CRITICAL)
         cluster = Cluster(
             contact_points=c.contact_points, port=c.port, connect_timeout=2, protocol_version=5
         )
-        try:
-            session = cluster.connect()
-            row = session.execute("SELECT release_version FROM system.local").one()
-            if row is None:
-                raise InfraError("Cassandra answered without a release_version")
-        finally:
-            cluster.shutdown()
+        # The driver logs every refused connection while the node boots; the caller retries.
+        with quiet("cassandra"):
+            try:
+                row = cluster.connect().execute("SELECT release_version FROM system.local").one()
+            finally:
+                cluster.shutdown()
+        if row is None:
+            raise InfraError("Cassandra answered without a release_version")
 
 
 def _jvm_options(path: Path) -> list[str]:

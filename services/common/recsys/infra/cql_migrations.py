@@ -51,7 +51,10 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         if not match:
             raise InfraError(f"migration file {path.name} must be named NNNN_snake_case.cql")
         text = path.read_text()
-        statements = _split(text)
+        try:
+            statements = _split(text)
+        except InfraError as exc:
+            raise InfraError(f"migration {path.name}: {exc}") from None
         if not statements:
             raise InfraError(f"migration {path.name} has no statements")
         migrations.append(
@@ -69,9 +72,37 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 def _split(text: str) -> list[str]:
-    # DDL has no semicolons inside string literals here; comments are whole-line or trailing --.
-    lines = [re.sub(r"--.*$", "", line) for line in text.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """Statements of a CQL script: split on ``;`` outside quotes, ``--`` comments dropped."""
+    statements: list[str] = []
+    current: list[str] = []
+    i, in_string = 0, False
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            current.append(ch)
+            if ch == "'":
+                if text.startswith("''", i):  # an escaped quote inside the literal
+                    current.append("'")
+                    i += 1
+                else:
+                    in_string = False
+        elif ch == "'":
+            in_string = True
+            current.append(ch)
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        elif ch == ";":
+            statements.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    if in_string:
+        raise InfraError("unterminated string literal in migration")
+    statements.append("".join(current).strip())
+    return [s for s in statements if s]
 
 
 def ensure_keyspace(client: CassandraClient, settings: CassandraSettings, keyspace: str) -> None:

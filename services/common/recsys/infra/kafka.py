@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from recsys.infra.java import java_binary
 from recsys.infra.maven import resolve_classpath
-from recsys.infra.server import RESOURCES, InfraError, Server
+from recsys.infra.server import RESOURCES, InfraError, Server, quiet
 
 __all__ = ["KafkaServer"]
 
@@ -102,10 +102,11 @@ class KafkaServer(Server):
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.address, request_timeout_ms=2000, client_id="recsys-probe"
         )
-        await admin.start()
-        try:
-            cluster = await admin.describe_cluster()
-            if not cluster.get("brokers"):
-                raise InfraError("Kafka answered metadata without brokers")
-        finally:
-            await admin.close()
+        with quiet("aiokafka"):
+            await admin.start()
+            try:
+                cluster = await admin.describe_cluster()
+            finally:
+                await admin.close()
+        if not cluster.get("brokers"):
+            raise InfraError("Kafka answered metadata without brokers")

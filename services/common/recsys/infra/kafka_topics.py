@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -34,7 +34,7 @@ async def ensure_topics(
                 for s in missing
             ]
         )
-        _raise_on_errors("create topics", getattr(response, "topic_errors", []))
+        _raise_on_errors("create topics", [(t, code) for t, code, *_ in response.topic_errors])
         changes += [TopicChange(s.name, "created") for s in missing]
     present = [s for s in specs if s.name in existing]
     if present:
@@ -43,11 +43,7 @@ async def ensure_topics(
 
 
 async def _reconcile(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> list[TopicChange]:
-    partitions = {
-        t["topic"]: len(t["partitions"])
-        for t in await admin.describe_topics([s.name for s in specs])
-    }
-    configs = await _topic_configs(admin, [s.name for s in specs])
+    partitions, configs = await _observe(admin, specs)
     changes: list[TopicChange] = []
     grow: dict[str, NewPartitions] = {}
     alter: list[ConfigResource] = []
@@ -63,21 +59,59 @@ async def _reconcile(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> 
                 f"topic {spec.name} has {have} partitions but {spec.partitions} are declared; "
                 "partitions cannot be removed (recreate the topic or raise the declaration)"
             )
-        wanted = spec.configs()
-        drift = {k: v for k, v in wanted.items() if configs.get(spec.name, {}).get(k) != v}
+        drift = _drift(spec, configs)
         if drift:
-            alter.append(ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=wanted))
+            # AlterConfigs replaces the topic's whole set: send every declared config.
+            alter.append(
+                ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.configs())
+            )
             notes.append(
                 "configs updated: " + ", ".join(f"{k}={v}" for k, v in sorted(drift.items()))
             )
         changes.append(TopicChange(spec.name, "; ".join(notes) or "unchanged"))
     if grow:
         response = await admin.create_partitions(grow)
-        _raise_on_errors("add partitions", getattr(response, "topic_errors", []))
+        _raise_on_errors("add partitions", [(t, code) for t, code, *_ in response.topic_errors])
     if alter:
         for response in await admin.alter_configs(alter):
-            _raise_on_errors("alter configs", getattr(response, "resources", []))
+            _raise_on_errors(
+                "alter configs", [(name, code) for code, _msg, _type, name in response.resources]
+            )
+    if grow or alter:
+        await _await_applied(admin, specs)
     return changes
+
+
+async def _observe(
+    admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]
+) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
+    names = [s.name for s in specs]
+    partitions = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+    return partitions, await _topic_configs(admin, names)
+
+
+def _drift(spec: TopicSpec, configs: dict[str, dict[str, str]]) -> dict[str, str]:
+    have = configs.get(spec.name, {})
+    return {k: v for k, v in spec.configs().items() if have.get(k) != v}
+
+
+async def _await_applied(
+    admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], timeout_s: float = 15.0
+) -> None:
+    """Return once the brokers' metadata shows the changes (KRaft propagates them async)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        partitions, configs = await _observe(admin, specs)
+        pending = [
+            s.name for s in specs if partitions.get(s.name, 0) < s.partitions or _drift(s, configs)
+        ]
+        if not pending:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise InfraError(
+                f"topic changes were accepted but not visible after {timeout_s}s: {pending}"
+            )
+        await asyncio.sleep(0.2)
 
 
 async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
@@ -92,8 +126,8 @@ async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[s
     return out
 
 
-def _raise_on_errors(what: str, errors: Sequence[Any]) -> None:
-    # Responses carry (name, error_code[, message]) tuples; 0 means success.
-    failed = [e for e in errors if len(e) > 1 and e[1]]
+def _raise_on_errors(what: str, results: Sequence[tuple[str, int]]) -> None:
+    """Raise with every (name, error code) pair whose code is not 0 (success)."""
+    failed = [(name, code) for name, code in results if code]
     if failed:
-        raise InfraError(f"{what} failed: {failed}")
+        raise InfraError(f"{what} failed (topic, Kafka error code): {failed}")

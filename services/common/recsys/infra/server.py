@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import logging
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from recsys.config import Settings
 
-__all__ = ["InfraError", "Server", "port_is_free"]
+__all__ = ["InfraError", "Server", "port_is_free", "quiet"]
 
 RESOURCES = Path(__file__).parent / "resources"
 
@@ -70,3 +73,15 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+@contextlib.contextmanager
+def quiet(logger_name: str) -> Iterator[None]:
+    """Silence a client library while probing a server that is expected to refuse at first."""
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
