@@ -19,7 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "CassandraSettings",
     "InfraSettings",
+    "IngestSettings",
     "KafkaSettings",
+    "LakeSettings",
     "LogSettings",
     "MetricsSettings",
     "RedisSettings",
@@ -92,6 +94,45 @@ class RedisSettings(BaseModel):
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 
+class IngestSettings(BaseModel):
+    """The event ingest service (services/ingest)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=1, le=65535)
+    api_keys: str = Field(
+        default="local-dev-key",
+        description="Comma-separated API keys accepted in X-API-Key; the default is for local use.",
+    )
+    max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_event_bytes: int = Field(default=8_192, ge=256)
+    produce_timeout_s: float = Field(default=5.0, gt=0, description="Wait for Kafka acks.")
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with a 503.")
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class LakeSettings(BaseModel):
+    """The Iceberg lake: a SQL catalog (SQLite by default) over a warehouse folder."""
+
+    warehouse: Path = Field(default_factory=lambda: repo_root() / ".recsys" / "lake")
+    catalog_uri: str = Field(
+        default="",
+        description="SQLAlchemy URL of the catalog; empty means SQLite in the warehouse.",
+    )
+    namespace: str = "recsys"
+
+    @property
+    def catalog_url(self) -> str:
+        return self.catalog_uri or f"sqlite:///{self.warehouse / 'catalog.db'}"
+
+
 class InfraSettings(BaseModel):
     """Where the local (no-Docker) infrastructure keeps its state and its downloads."""
 
@@ -130,6 +171,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
     infra: InfraSettings = Field(default_factory=InfraSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

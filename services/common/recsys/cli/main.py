@@ -1,19 +1,41 @@
-"""``recsys``: the platform's command line."""
+"""``recsys``: the platform's command line.
+
+The shared library contributes ``infra``; each service package adds its own command groups
+through the ``recsys.cli`` entry-point group in pyproject.toml, so this module never imports a
+service's internals.
+"""
 
 from __future__ import annotations
+
+from importlib.metadata import entry_points
 
 import typer
 
 from recsys.cli import infra
 
-app = typer.Typer(
-    name="recsys",
-    help="Real-time streaming recommendation platform.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(infra.app, name="infra")
+ENTRY_POINT_GROUP = "recsys.cli"
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="recsys",
+        help="Real-time streaming recommendation platform.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+    )
+    app.add_typer(infra.app, name="infra")
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # one broken service must not take `recsys infra` down with it
+            typer.secho(f"warning: `recsys {ep.name}` unavailable: {exc!r}", fg="yellow", err=True)
+            continue
+        if isinstance(plugin, typer.Typer):
+            app.add_typer(plugin, name=ep.name)
+        else:  # a single command
+            app.command(name=ep.name)(plugin)
+    return app
 
 
 def main() -> None:
-    app()
+    build_app()()

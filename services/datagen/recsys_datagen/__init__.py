@@ -1,0 +1,1 @@
+"""Data for the platform: the synthetic world, the traffic simulator and real-data importers."""

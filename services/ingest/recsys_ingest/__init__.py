@@ -1,0 +1,1 @@
+"""Ingest service: validated member events from clients into Kafka."""
