@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.topics import EVENTS
+
 __all__ = [
     "CassandraSettings",
     "InfraSettings",
@@ -72,7 +74,8 @@ class CassandraSettings(BaseModel):
     replication_factor: int = Field(default=1, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     request_timeout_s: float = Field(default=2.0, gt=0)
-    heap: str = Field(default="1g", description="JVM heap of the local node.")
+    heap: str = Field(default="1g", description="Maximum JVM heap of the local node.")
+    heap_min: str = Field(default="256m", description="Initial JVM heap of the local node.")
 
     @property
     def contact_points(self) -> list[str]:
@@ -108,6 +111,17 @@ class IngestSettings(BaseModel):
     max_event_bytes: int = Field(default=8_192, ge=256)
     produce_timeout_s: float = Field(default=5.0, gt=0, description="Wait for Kafka acks.")
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with a 503.")
+    topic: str = Field(
+        default=EVENTS.name,
+        min_length=1,
+        description="Kafka topic accepted events go to (tests use their own).",
+    )
+    producer_batch_bytes: int = Field(
+        default=262_144,
+        ge=16_384,
+        description="Largest Kafka record batch per partition (one produce request carries one "
+        "per partition); must hold the largest event.",
+    )
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -1,8 +1,8 @@
 """``recsys``: the platform's command line.
 
-The shared library contributes ``infra``; each service package adds its own command groups
-through the ``recsys.cli`` entry-point group in pyproject.toml, so this module never imports a
-service's internals.
+The shared library contributes ``infra`` and ``services``; each service package adds its own
+command groups through the ``recsys.cli`` entry-point group in pyproject.toml, so this module
+never imports a service's internals.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from recsys.cli import infra
+from recsys.cli import infra, services
 
 ENTRY_POINT_GROUP = "recsys.cli"
 
@@ -24,6 +24,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
     app.add_typer(infra.app, name="infra")
+    app.add_typer(services.app, name="services")
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
             plugin = ep.load()

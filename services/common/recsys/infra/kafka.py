@@ -61,7 +61,7 @@ class KafkaServer(Server):
         return ", ".join(notes)
 
     def _format_storage(self, classpath: str) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = _cluster_id()
         cmd = [
             str(java_binary()),
             "-cp",
@@ -110,3 +110,15 @@ class KafkaServer(Server):
                 await admin.close()
         if not cluster.get("brokers"):
             raise InfraError("Kafka answered metadata without brokers")
+
+
+def _cluster_id() -> str:
+    """A random Kafka cluster id: URL-safe base64 of a UUID, as `StorageTool random-uuid` makes.
+
+    Like Kafka's own generator, reject ids that start with "-": the format tool would read
+    one as a command-line option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id

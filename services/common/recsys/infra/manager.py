@@ -18,10 +18,23 @@ from recsys.infra.kafka import KafkaServer
 from recsys.infra.process import read_record, spawn, terminate
 from recsys.infra.redis import RedisServer
 from recsys.infra.server import InfraError, Server, port_is_free
+from recsys.infra.services import IngestService
 
-__all__ = ["SERVER_NAMES", "ServerStatus", "StartResult", "down", "servers", "status", "up"]
+__all__ = [
+    "SERVER_NAMES",
+    "SERVICE_NAMES",
+    "ServerStatus",
+    "StartResult",
+    "down",
+    "servers",
+    "status",
+    "up",
+]
 
+# Infrastructure first, then the platform's services that depend on it.
 SERVER_NAMES = ("kafka", "cassandra", "redis")
+SERVICE_NAMES = ("ingest",)
+_ALL = (*SERVER_NAMES, *SERVICE_NAMES)
 _LOG_TAIL_LINES = 30
 
 Progress = Callable[[str], None]
@@ -50,16 +63,18 @@ class ServerStatus:
 
 
 def servers(settings: Settings, names: Iterable[str] | None = None) -> list[Server]:
+    """The named processes (default: the infrastructure servers), in dependency order."""
     wanted = list(names or SERVER_NAMES)
-    unknown = sorted(set(wanted) - set(SERVER_NAMES))
+    unknown = sorted(set(wanted) - set(_ALL))
     if unknown:
-        raise InfraError(f"unknown server(s) {unknown}; choose from {list(SERVER_NAMES)}")
+        raise InfraError(f"unknown server(s) {unknown}; choose from {list(_ALL)}")
     by_name: dict[str, Server] = {
         "kafka": KafkaServer(settings),
         "cassandra": CassandraServer(settings),
         "redis": RedisServer(settings),
+        "ingest": IngestService(settings),
     }
-    return [by_name[n] for n in SERVER_NAMES if n in wanted]
+    return [by_name[n] for n in _ALL if n in wanted]
 
 
 async def up(
