@@ -68,6 +68,16 @@ def test_a_port_held_by_someone_else_is_reported(private: Settings) -> None:
             asyncio.run(manager.up(private, ["redis"], progress=lambda _: None))
 
 
+def test_a_changed_port_while_running_is_reported(private: Settings) -> None:
+    asyncio.run(manager.up(private, ["redis"], progress=lambda _: None))
+    try:
+        moved = private.model_copy(update={"redis": RedisSettings(port=_free_port())})
+        with pytest.raises(InfraError, match="already runs from this checkout"):
+            asyncio.run(manager.up(moved, ["redis"], progress=lambda _: None))
+    finally:
+        manager.down(private, ["redis"], progress=lambda _: None)
+
+
 def test_unknown_server_names_are_refused(private: Settings) -> None:
     with pytest.raises(InfraError, match="unknown server"):
         manager.servers(private, ["zookeeper"])

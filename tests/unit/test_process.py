@@ -13,6 +13,7 @@ def _sleeper(tmp_path: Path, code: str = "import time; time.sleep(60)") -> Path:
     record_path = tmp_path / "process.json"
     spawn(
         [sys.executable, "-c", code],
+        address="127.0.0.1:1",
         record_path=record_path,
         log_path=tmp_path / "logs" / "out.log",
         cwd=tmp_path,

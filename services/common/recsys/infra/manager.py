@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from recsys.config import Settings
 from recsys.infra.cassandra import CassandraServer
 from recsys.infra.kafka import KafkaServer
-from recsys.infra.process import read_record, spawn, terminate
+from recsys.infra.process import describe_listener, read_record, spawn, terminate
 from recsys.infra.redis import RedisServer
 from recsys.infra.server import InfraError, Server, port_is_free
 from recsys.infra.services import IngestService
@@ -90,6 +90,11 @@ async def _start(server: Server, settings: Settings, progress: Progress) -> Star
     t0 = time.monotonic()
     record = read_record(server.record_path)
     if record is not None and record.alive:
+        if record.address != server.address:
+            raise InfraError(
+                f"{server.name} already runs from this checkout on {record.address}, not on "
+                f"{server.address}; stop it first (`recsys infra down {server.name}`)"
+            )
         await _wait_ready(server, settings.infra.start_timeout_s, t0)
         return StartResult(
             server.name,
@@ -102,14 +107,21 @@ async def _start(server: Server, settings: Settings, progress: Progress) -> Star
         )
     busy = [p for p in server.ports if not port_is_free(_host(server), p)]
     if busy:
+        holders = "; ".join(describe_listener(p) for p in busy)
         raise InfraError(
-            f"{server.name}: port(s) {busy} are in use by a process recsys did not start; "
-            f"stop it or choose other ports (see docs/infrastructure.md)"
+            f"{server.name}: port(s) {busy} are in use by a process this checkout's recsys did "
+            f"not start ({holders}); stop it or choose other ports (see docs/infrastructure.md)"
         )
     progress(f"{server.name}: preparing")
     note = await asyncio.to_thread(server.prepare)
     argv = await asyncio.to_thread(server.argv)
-    record = spawn(argv, record_path=server.record_path, log_path=server.log_path, cwd=server.home)
+    record = spawn(
+        argv,
+        address=server.address,
+        record_path=server.record_path,
+        log_path=server.log_path,
+        cwd=server.home,
+    )
     progress(
         f"{server.name}: started pid {record.pid}, waiting for it to answer on {server.address}"
     )

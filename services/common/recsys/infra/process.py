@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["ProcessRecord", "read_record", "spawn", "terminate"]
+__all__ = ["ProcessRecord", "describe_listener", "read_record", "spawn", "terminate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class ProcessRecord:
     started_at: float
     argv: list[str]
     log: str
+    address: str  # host:port it serves, to notice a changed setting while it runs
 
     def process(self) -> psutil.Process | None:
         """The live process this record names, or None if it has exited or the pid was reused."""
@@ -58,6 +59,7 @@ def read_record(path: Path) -> ProcessRecord | None:
 def spawn(
     argv: list[str],
     *,
+    address: str,
     record_path: Path,
     log_path: Path,
     cwd: Path,
@@ -81,6 +83,7 @@ def spawn(
         started_at=time.time(),
         argv=argv,
         log=str(log_path),
+        address=address,
     )
     tmp = record_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(record), indent=2))
@@ -103,3 +106,21 @@ def terminate(record: ProcessRecord, *, timeout_s: float) -> str:
             p.kill()
     psutil.wait_procs(alive, timeout=5)
     return "killed after timeout" if alive else "stopped"
+
+
+def describe_listener(port: int) -> str:
+    """Who listens on ``port``: pid and command line, for an actionable error message."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return f"port {port}: owner unknown"
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None:
+                return f"port {port}: owner unknown"
+            try:
+                cmdline = " ".join(psutil.Process(conn.pid).cmdline())
+            except psutil.Error:
+                cmdline = "?"
+            return f"port {port}: pid {conn.pid} `{cmdline[:160]}`"
+    return f"port {port}: owner unknown"
