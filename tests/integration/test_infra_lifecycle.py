@@ -64,7 +64,10 @@ def test_a_port_held_by_someone_else_is_reported(private: Settings) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", private.redis.port))
         squatter.listen()
-        with pytest.raises(InfraError, match="in use by a process recsys did not start"):
+        with pytest.raises(
+            InfraError,
+            match=r"in use by a process this checkout's recsys did not start \(port \d+: pid \d+",
+        ):
             asyncio.run(manager.up(private, ["redis"], progress=lambda _: None))
 
 

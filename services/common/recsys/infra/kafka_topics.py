@@ -14,6 +14,8 @@ from recsys.topics import TopicSpec
 
 __all__ = ["TopicChange", "ensure_topics"]
 
+TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
+
 
 @dataclass(frozen=True, slots=True)
 class TopicChange:
@@ -34,8 +36,12 @@ async def ensure_topics(
                 for s in missing
             ]
         )
-        _raise_on_errors("create topics", [(t, code) for t, code, *_ in response.topic_errors])
-        changes += [TopicChange(s.name, "created") for s in missing]
+        results = {t: code for t, code, *_ in response.topic_errors}
+        # Another creator (or a retried request of ours) may have won the race: reconcile it.
+        raced = {t for t, code in results.items() if code == TOPIC_ALREADY_EXISTS}
+        _raise_on_errors("create topics", [(t, c) for t, c in results.items() if t not in raced])
+        existing |= raced
+        changes += [TopicChange(s.name, "created") for s in missing if s.name not in raced]
     present = [s for s in specs if s.name in existing]
     if present:
         changes += await _reconcile(admin, present)
