@@ -14,7 +14,9 @@ from recsys.topics import TopicSpec
 
 __all__ = ["TopicChange", "ensure_topics"]
 
-TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
+# Kafka protocol error codes
+UNKNOWN_TOPIC_OR_PARTITION = 3
+TOPIC_ALREADY_EXISTS = 36
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,10 @@ async def ensure_topics(
         raced = {t for t, code in results.items() if code == TOPIC_ALREADY_EXISTS}
         _raise_on_errors("create topics", [(t, c) for t, c in results.items() if t not in raced])
         existing |= raced
-        changes += [TopicChange(s.name, "created") for s in missing if s.name not in raced]
+        created = [s for s in missing if s.name not in raced]
+        # The controller has accepted them; wait until the broker's metadata shows them too.
+        await _await_applied(admin, created)
+        changes += [TopicChange(s.name, "created") for s in created]
     present = [s for s in specs if s.name in existing]
     if present:
         changes += await _reconcile(admin, present)
@@ -126,6 +131,8 @@ async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[s
     for response in await admin.describe_configs(resources):
         for resource in response.resources:
             error_code, _message, _type, name, entries = resource[:5]
+            if error_code == UNKNOWN_TOPIC_OR_PARTITION:
+                continue  # created an instant ago and not in this broker's metadata yet
             if error_code:
                 raise InfraError(f"describe configs of {name} failed with error code {error_code}")
             out[name] = {entry[0]: entry[1] for entry in entries}
