@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
 import typer
 
-from recsys.cli.processes import fail, show_status, start, stop
+from recsys.cli.processes import add_lifecycle_commands, fail
 from recsys.clients.cassandra import connect_cassandra
 from recsys.clients.kafka import kafka_admin
 from recsys.config import Settings
@@ -22,29 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Names = Annotated[
-    list[str] | None,
-    typer.Argument(help=f"Servers to act on (default: all of {', '.join(manager.SERVER_NAMES)})."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-@app.command()
-def up(names: Names = None) -> None:
-    """Start the servers that are not running and wait until each answers."""
-    start(Settings(), names or manager.SERVER_NAMES)
-
-
-@app.command()
-def down(names: Names = None) -> None:
-    """Stop the servers `up` started (by pid); nothing else is touched."""
-    stop(Settings(), names or manager.SERVER_NAMES)
-
-
-@app.command()
-def status(names: Names = None, as_json: AsJson = False) -> None:
-    """Show what runs where, its pid, uptime and log directory. Exits 1 if any is not running."""
-    show_status(Settings(), names or manager.SERVER_NAMES, as_json=as_json)
+add_lifecycle_commands(app, manager.SERVER_NAMES, "servers")
 
 
 @app.command()

@@ -1,12 +1,15 @@
-"""Start/stop/status output shared by `recsys infra` and `recsys services`."""
+"""Start/stop/status output shared by `recsys infra` and `recsys services`.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer reads the commands' annotations at run time,
+and they refer to aliases local to `add_lifecycle_commands`.
+"""
 
 import asyncio
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Annotated
 
 import typer
 
@@ -14,7 +17,7 @@ from recsys.config import Settings
 from recsys.infra import manager
 from recsys.infra.server import InfraError
 
-__all__ = ["fail", "show_status", "start", "stop"]
+__all__ = ["add_lifecycle_commands", "fail", "show_status", "start", "stop"]
 
 
 def fail(message: str) -> typer.Exit:
@@ -62,3 +65,27 @@ def show_status(settings: Settings, names: Sequence[str], *, as_json: bool) -> N
             )
     if any(r.state != "running" for r in rows):
         raise typer.Exit(code=1)
+
+
+def add_lifecycle_commands(app: typer.Typer, defaults: Sequence[str], noun: str) -> None:
+    """Register ``up``, ``down`` and ``status`` on ``app`` for the processes in ``defaults``."""
+    names_arg = Annotated[
+        list[str] | None,
+        typer.Argument(help=f"{noun.capitalize()} to act on (default: {', '.join(defaults)})."),
+    ]
+    as_json_opt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+    @app.command()
+    def up(names: names_arg = None) -> None:
+        """Start what is not running and wait until each answers a real request."""
+        start(Settings(), names or defaults)
+
+    @app.command()
+    def down(names: names_arg = None) -> None:
+        """Stop what `up` started (by pid); nothing else is touched."""
+        stop(Settings(), names or defaults)
+
+    @app.command()
+    def status(names: names_arg = None, as_json: as_json_opt = False) -> None:
+        """What runs where: state, pid, uptime, log directory. Exits 1 if any is not running."""
+        show_status(Settings(), names or defaults, as_json=as_json)
