@@ -11,14 +11,23 @@ BUF_VERSION := v1.75.0
 TOOLS_DIR := $(HOME)/.cache/recsys/tools
 BUF := $(TOOLS_DIR)/buf-$(BUF_VERSION)/buf
 
-.PHONY: help up venv infra-up infra-down infra-status bootstrap proto proto-check lint test lock clean
+.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-up: venv infra-up bootstrap ## Set up everything and run it (virtualenv, infrastructure, schemas)
+up: venv infra-up bootstrap services-up ## Set up everything and run it (virtualenv, infrastructure, schemas, services)
 	@$(RECSYS) infra status
-	@echo "Kafka $${RECSYS_KAFKA__PORT:-9092}, Cassandra $${RECSYS_CASSANDRA__PORT:-9042}, Redis $${RECSYS_REDIS__PORT:-6379} on 127.0.0.1. Stop with: make infra-down"
+	@$(RECSYS) services status
+	@echo
+	@echo "Ingest API: http://127.0.0.1:$${RECSYS_INGEST__PORT:-8081}/docs  (X-API-Key: local-dev-key; curl example in README.md)"
+	@echo "Kafka $${RECSYS_KAFKA__PORT:-9092}, Cassandra $${RECSYS_CASSANDRA__PORT:-9042}, Redis $${RECSYS_REDIS__PORT:-6379} on 127.0.0.1."
+	@echo "Next: .venv/bin/recsys world generate && .venv/bin/recsys simulate --rate 200 --duration 60"
+	@echo "Stop everything with: make down"
+
+down: venv ## Stop the services, then the infrastructure
+	$(RECSYS) services down
+	$(RECSYS) infra down
 
 venv: $(VENV)/.synced ## Create .venv and install the pinned dependencies
 
@@ -40,6 +49,12 @@ infra-down: venv ## Stop the servers infra-up started
 infra-status: venv ## What runs where, and where its logs are
 	$(RECSYS) infra status
 
+services-up: venv ## Start the platform's services (ingest) and wait until each is ready
+	$(RECSYS) services up
+
+services-down: venv ## Stop the services services-up started
+	$(RECSYS) services down
+
 bootstrap: venv ## Create Kafka topics and apply Cassandra migrations (idempotent)
 	$(RECSYS) infra bootstrap
 
@@ -59,8 +74,14 @@ lint: venv $(BUF) ## ruff, mypy, buf lint and buf breaking (against main)
 test: lint proto-check ## Everything CI runs: lint, contracts, and the tests against real servers
 	$(VENV)/bin/pytest
 
+bench-ingest: venv ## Ingest throughput and latency against the running Kafka (BENCH_ARGS="--duration 60")
+	$(PY) benchmarks/bench_ingest.py $(BENCH_ARGS)
+
+bench-features: venv ## Feature stream job throughput and freshness (BENCH_ARGS="--events 100000")
+	$(PY) benchmarks/bench_features.py $(BENCH_ARGS)
+
 lock: ## Re-resolve uv.lock after editing dependencies in pyproject.toml
 	$(VENV)/bin/uv lock
 
-clean: infra-down ## Stop the servers and delete their data
+clean: down ## Stop everything and delete its data
 	rm -rf .recsys

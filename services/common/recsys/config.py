@@ -16,10 +16,11 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from recsys.topics import EVENTS
+from recsys.topics import EVENTS, LATE_EVENTS, SESSIONS
 
 __all__ = [
     "CassandraSettings",
+    "FeaturesSettings",
     "InfraSettings",
     "IngestSettings",
     "KafkaSettings",
@@ -132,6 +133,48 @@ class IngestSettings(BaseModel):
         return f"http://{self.host}:{self.port}"
 
 
+class FeaturesSettings(BaseModel):
+    """The real-time feature stream job (services/features); see docs/features.md."""
+
+    app_id: str = Field(
+        default="recsys-features",
+        pattern=r"^[a-z][a-z0-9_.-]{0,62}$",
+        description="Faust app id: the consumer group and the prefix of its changelog topics.",
+    )
+    events_topic: str = Field(default=EVENTS.name, min_length=1)
+    late_topic: str = Field(default=LATE_EVENTS.name, min_length=1)
+    sessions_topic: str = Field(default=SESSIONS.name, min_length=1)
+    partitions: int = Field(
+        default=EVENTS.partitions,
+        ge=1,
+        description="Partitions of the events topic; the state changelog is co-partitioned.",
+    )
+    grace_s: float = Field(
+        default=300.0,
+        ge=0,
+        lt=1800,
+        description="Events older than the member's latest event time minus this are late "
+        "(kept below the 30 min session gap).",
+    )
+    dedup_window_s: float = Field(default=3600.0, gt=0, description="event_id memory.")
+    flush_interval_s: float = Field(
+        default=0.1, gt=0, description="How often changed members are written to the stores."
+    )
+    flush_max_members: int = Field(
+        default=2000, ge=1, description="Members per store write batch (Redis pipeline)."
+    )
+    catalog_refresh_s: float = Field(default=300.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0, description="Kafka offset commits.")
+    session_timeout_s: float = Field(
+        default=30.0,
+        ge=6,
+        description="Consumer-group session timeout: how long a dead worker keeps its partitions.",
+    )
+    data_dir: Path | None = Field(
+        default=None, description="Faust local data; empty means <infra.state_dir>/features."
+    )
+
+
 class LakeSettings(BaseModel):
     """The Iceberg lake: a SQL catalog (SQLite by default) over a warehouse folder."""
 
@@ -186,6 +229,7 @@ class Settings(BaseSettings):
     cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
     infra: InfraSettings = Field(default_factory=InfraSettings)
     log: LogSettings = Field(default_factory=LogSettings)

@@ -59,9 +59,13 @@ class IngestClient:
         timeout_s: float = 10.0,
         max_wait_s: float = 60.0,
         max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        # ``transport`` lets tests (and in-process callers) route requests to an ASGI app or a
+        # MockTransport instead of the network; None means httpx's own connection pool.
         self._http = httpx.AsyncClient(
             base_url=base_url,
+            transport=transport,
             headers={"X-API-Key": api_key, "Content-Type": "application/json"},
             timeout=timeout_s,
             limits=httpx.Limits(
@@ -118,7 +122,7 @@ class IngestClient:
         )
 
 
-_backoff = wait_exponential_jitter(initial=0.2, max=5.0)
+_backoff = wait_exponential_jitter(multiplier=0.2, max=5.0)
 
 
 def _wait_retry_after(state: RetryCallState) -> float:

@@ -1,0 +1,236 @@
+"""Throughput and freshness of the feature stream job against the running Kafka/Redis/Cassandra.
+
+    .venv/bin/python benchmarks/bench_features.py                      # 50k events, then 1k/s
+    .venv/bin/python benchmarks/bench_features.py --events 100000 --rate 1000 --duration 20
+
+Phase 1 (throughput): a unique topic is filled with ``--events`` events of ``--users`` members
+before one ``recsys-features`` worker starts; events/s = events / (time from the first stored
+member to the last member's last event stored). Phase 2 (freshness): events stamped with the
+current time are produced at ``--rate``/s for ``--duration`` s; the worker's
+``recsys_features_freshness_seconds`` histogram (write time - event time) gives p50/p99.
+Everything it creates (topics, keyspace, Redis keys) is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from aiokafka.admin import NewTopic
+
+from recsys.catalog import GENRES
+from recsys.clients.cassandra import connect_cassandra
+from recsys.clients.kafka import kafka_admin, kafka_producer
+from recsys.clients.redis import redis_client
+from recsys.config import Settings
+from recsys.events.v1 import events_pb2
+from recsys.infra.cql_migrations import apply_migrations
+
+KINDS = [
+    events_pb2.EVENT_TYPE_VIEW,
+    events_pb2.EVENT_TYPE_PLAY,
+    events_pb2.EVENT_TYPE_PLAY,
+    events_pb2.EVENT_TYPE_PAUSE,
+    events_pb2.EVENT_TYPE_COMPLETE,
+    events_pb2.EVENT_TYPE_SKIP,
+    events_pb2.EVENT_TYPE_SEARCH,
+]
+
+
+def make_event(rng: random.Random, user: str, seq: int, at_ms: int, titles: int) -> bytes:
+    kind = rng.choice(KINDS)
+    ev = events_pb2.Event(
+        event_id=f"{user}-{seq}-{rng.getrandbits(32)}",
+        event_type=kind,
+        user_id=user,
+        device=rng.randint(1, 5),
+        country="US",
+    )
+    ev.occurred_at.FromMilliseconds(at_ms)
+    ev.received_at.FromMilliseconds(at_ms)
+    if kind == events_pb2.EVENT_TYPE_SEARCH:
+        ev.search.query = rng.choice(["space", "love", "war", "cats"])
+    else:
+        ev.title_id = f"bt{rng.randrange(titles)}"
+        if kind == events_pb2.EVENT_TYPE_PAUSE:
+            ev.pause.watched_sec = 300
+        elif kind == events_pb2.EVENT_TYPE_SKIP:
+            ev.skip.position_sec = 120
+    return ev.SerializeToString()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Upper bound of the bucket holding quantile ``q`` of a cumulative histogram."""
+    total = buckets[-1][1]
+    for bound, count in buckets:
+        if count >= q * total:
+            return bound
+    return float("inf")
+
+
+async def scrape_freshness(port: int) -> list[tuple[float, float]]:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    out: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if line.startswith("recsys_features_freshness_seconds_bucket{") and 'store="redis"' in line:
+            le = line.split('le="')[1].split('"')[0]
+            out.append((float(le), float(line.split()[-1])))
+    return out
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m recsys_features`` (or ``$BENCH_WORKER``, e.g. a profiling wrapper)."""
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, *os.environ.get("BENCH_WORKER", "-m recsys_features").split()],
+            env=env,
+            stdout=log_file,
+            stderr=log_file,
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--titles", type=int, default=2_000)
+    parser.add_argument("--rate", type=int, default=1_000)
+    parser.add_argument("--duration", type=float, default=20.0)
+    args = parser.parse_args()
+
+    settings = Settings()
+    unique = uuid.uuid4().hex[:8]
+    keyspace, prefix = f"bench_feat_{unique}", f"rec:v1:bench:{unique}"
+    topics = [f"bench.{unique}.{n}" for n in ("events", "late", "sessions")]
+    partitions = 6
+    cassandra = connect_cassandra(settings.cassandra)
+    apply_migrations(cassandra, settings.cassandra, keyspace=keyspace)
+    insert = cassandra.session.prepare(
+        f"INSERT INTO {keyspace}.titles (title_id, genres, runtime_min) VALUES (?, ?, ?)"
+    )
+    rng = random.Random(1)
+    for i in range(args.titles):
+        cassandra.session.execute(insert, (f"bt{i}", [rng.choice(GENRES)], rng.randint(20, 150)))
+    admin = kafka_admin(settings.kafka)
+    await admin.start()
+    await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+    redis = redis_client(settings.redis)
+    producer = kafka_producer(settings.kafka, linger_ms=20)
+    await producer.start()
+
+    # Phase 1: a backlog.
+    base_ms = int(time.time() * 1000) - 6 * 3600 * 1000
+    last: dict[str, int] = {}
+    per_user = max(1, args.events // args.users)
+    clock = {f"b{u:05d}": base_ms + rng.randrange(60_000) for u in range(args.users)}
+    for seq in range(per_user):
+        for user in clock:
+            clock[user] += rng.choice([5_000, 30_000, 60_000, 120_000])
+            last[user] = clock[user]
+            value = make_event(rng, user, seq, clock[user], args.titles)
+            await producer.send(topics[0], value, key=user.encode())
+    await producer.flush()
+    total = per_user * args.users
+    print(f"produced {total} events of {args.users} members")
+
+    port = free_port()
+    log_path = Path(f"/tmp/bench-features-{unique}.log")
+    env = dict(os.environ)
+    env.update(
+        {
+            "RECSYS_FEATURES__APP_ID": f"bench-features-{unique}",
+            "RECSYS_FEATURES__EVENTS_TOPIC": topics[0],
+            "RECSYS_FEATURES__LATE_TOPIC": topics[1],
+            "RECSYS_FEATURES__SESSIONS_TOPIC": topics[2],
+            "RECSYS_FEATURES__PARTITIONS": str(partitions),
+            "RECSYS_FEATURES__DATA_DIR": f"/tmp/bench-features-{unique}",
+            "RECSYS_REDIS__KEY_PREFIX": prefix,
+            "RECSYS_CASSANDRA__KEYSPACE": keyspace,
+            "RECSYS_METRICS__PORT": str(port),
+            "RECSYS_LOG__LEVEL": "ERROR",
+        }
+    )
+    proc = start_worker(env, log_path)
+    try:
+        first = None
+        while True:
+            pipe = redis.pipeline(transaction=False)
+            for user in last:
+                pipe.hget(f"{prefix}:user:{user}:rt", "_event_time_ms")
+            got = await pipe.execute()
+            done = sum(1 for u, g in zip(last, got, strict=True) if g and int(g) == last[u])
+            if first is None and any(got):
+                first = time.perf_counter()
+            if done == len(last):
+                break
+            if proc.poll() is not None:
+                raise SystemExit(f"worker exited; see {log_path}")
+            await asyncio.sleep(0.2)
+        assert first is not None
+        elapsed = time.perf_counter() - first
+        print(f"throughput: {total} events in {elapsed:.1f} s = {total / elapsed:,.0f} events/s")
+
+        # Phase 2: live traffic at a fixed rate, event time = now.
+        before = await scrape_freshness(port)
+        started = time.perf_counter()
+        sent = 0
+        users = list(clock)
+        while time.perf_counter() - started < args.duration:
+            due = int((time.perf_counter() - started) * args.rate)
+            while sent < due:
+                user = users[sent % len(users)]
+                now_ms = int(time.time() * 1000)
+                value = make_event(rng, user, 10_000 + sent, now_ms, args.titles)
+                await producer.send(topics[0], value, key=user.encode())
+                sent += 1
+            await asyncio.sleep(0.005)
+        await producer.flush()
+        await asyncio.sleep(2 + float(os.environ.get("RECSYS_FEATURES__FLUSH_INTERVAL_S", "0.1")))
+        after = await scrape_freshness(port)
+        delta = [(b, a - c) for (b, a), (_, c) in zip(after, before, strict=True)]
+        writes = int(delta[-1][1]) if delta else 0
+        if writes:
+            print(
+                f"freshness at {args.rate}/s over {args.duration:.0f} s ({sent} events, "
+                f"{writes} member writes): p50 <= {quantile(delta, 0.5)} s, "
+                f"p99 <= {quantile(delta, 0.99)} s (histogram bucket upper bounds)"
+            )
+        else:
+            print("freshness: no store writes observed in phase 2")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        await producer.stop()
+        names = [t for t in await admin.list_topics() if unique in t]
+        await admin.delete_topics(names)
+        await admin.close()
+        async for key in redis.scan_iter(match=f"{prefix}:*"):
+            await redis.delete(key)
+        await redis.aclose()
+        cassandra.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        cassandra.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

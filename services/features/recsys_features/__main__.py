@@ -1,0 +1,3 @@
+from recsys_features.main import main
+
+main()

@@ -1,0 +1,3 @@
+from recsys_features.bronze.main import main
+
+main()

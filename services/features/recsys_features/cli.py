@@ -1,0 +1,88 @@
+"""``recsys features``: look at what the stream job stored.
+
+recsys features show u123          # a table: feature, value, age, source
+recsys features show u123 --json   # one JSON object, for scripts
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+import orjson
+import typer
+
+from recsys.clients.cassandra import connect_cassandra
+from recsys.clients.redis import redis_client
+from recsys.config import Settings
+from recsys_features.cassandra_store import CassandraFeatureStore
+from recsys_features.reader import FeatureValue, read_user_features
+from recsys_features.redis_store import RedisFeatureStore
+
+__all__ = ["features_app"]
+
+features_app = typer.Typer(
+    help="Real-time features of the stream job (docs/features.md).", no_args_is_help=True
+)
+
+
+@features_app.callback()
+def _group() -> None:
+    """Real-time features of the stream job (docs/features.md)."""
+
+
+@features_app.command()
+def show(
+    user: Annotated[str, typer.Argument(help="The member's user_id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print a member's current real-time features and the age of each."""
+    settings = Settings()
+    try:
+        values = asyncio.run(_read(settings, user))
+    except Exception as exc:  # servers down or not migrated: one clear line, exit 1
+        typer.echo(f"error: cannot read features of {user}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(orjson.dumps({"user_id": user, "features": [v.to_json() for v in values]}))
+        return
+    typer.echo(_table(user, values))
+
+
+async def _read(settings: Settings, user: str) -> list[FeatureValue]:
+    redis = redis_client(settings.redis)
+    cassandra = connect_cassandra(settings.cassandra)
+    try:
+        return await read_user_features(
+            user,
+            redis_store=RedisFeatureStore(redis, settings.redis.key_prefix),
+            cassandra_store=CassandraFeatureStore(cassandra, settings.cassandra.keyspace),
+            now_ms=time.time_ns() // 1_000_000,
+        )
+    finally:
+        await redis.aclose()
+        cassandra.close()
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _table(user: str, values: list[FeatureValue]) -> str:
+    rows = [("feature", "value", "age", "source")] + [
+        (v.name, orjson.dumps(v.value).decode(), _age(v.age_s), v.source) for v in values
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"real-time features of {user}"]
+    for r in rows:
+        lines.append(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""``recsys-features``: run one worker of the feature stream job.
+
+Start as many as there are partitions to share; they form one consumer group (docs/features.md).
+Everything is built here from :class:`recsys.config.Settings`, nothing at import time.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from recsys.clients.cassandra import connect_cassandra
+from recsys.clients.redis import redis_client
+from recsys.config import Settings
+from recsys.log import configure, get_logger
+from recsys.metrics import serve_metrics
+from recsys_features.app import FeatureJob, create_app, data_dir
+from recsys_features.cassandra_store import CassandraFeatureStore
+from recsys_features.catalog import CassandraCatalog
+from recsys_features.metrics import FeatureMetrics
+from recsys_features.redis_store import RedisFeatureStore
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    settings = Settings()
+    configure(settings.log, service="features")
+    log = get_logger(__name__)
+    cassandra = connect_cassandra(settings.cassandra)
+    catalog = CassandraCatalog(cassandra, settings.cassandra.keyspace)
+    catalog.load()
+    job = FeatureJob(
+        settings,
+        catalog=catalog,
+        redis_store=RedisFeatureStore(redis_client(settings.redis), settings.redis.key_prefix),
+        cassandra_store=CassandraFeatureStore(cassandra, settings.cassandra.keyspace),
+        metrics=FeatureMetrics.create(),
+    )
+    app = create_app(settings, job)
+    data_dir(settings).mkdir(parents=True, exist_ok=True)
+    serve_metrics(settings.metrics.port)
+    log.info(
+        "features_worker_starting",
+        app_id=settings.features.app_id,
+        topic=settings.features.events_topic,
+        metrics_port=settings.metrics.port,
+    )
+    worker = faust.Worker(
+        app, loglevel=settings.log.level.lower(), override_logging=False, quiet=True
+    )
+    try:
+        worker.execute_from_commandline()
+    finally:
+        cassandra.close()
+
+
+if __name__ == "__main__":
+    main()

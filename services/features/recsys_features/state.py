@@ -1,0 +1,334 @@
+"""Per-member window state and the real-time features derived from it: pure logic, no Kafka.
+
+One :class:`UserState` holds everything the job knows about a member: the event ids seen in
+the dedup window, the open session, and compact window contents (watch time per genre entry,
+recent searches, hourly abandon counts, daily play/complete counts, recently played titles).
+``apply`` folds one event in and says whether it was applied, a duplicate or late;
+``features`` computes every real-time user feature as of the member's latest event time, so the
+values depend only on the events applied, never on the wall clock (replays give equal values).
+
+    state = UserState()
+    outcome = state.apply(event, catalog, grace_ms=300_000)
+    values = state.features()  # {"session_duration_sec": 120, ...}
+
+The state is encoded to compact JSON (``encode``/``decode``) for the changelog-backed table.
+Precise definitions of each feature are in docs/features.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from recsys.events.v1 import events_pb2
+from recsys.features import FEATURES
+from recsys_features.catalog import Catalog
+
+__all__ = [
+    "ABANDON_SHARE",
+    "Applied",
+    "Outcome",
+    "SessionSummary",
+    "UserState",
+    "event_time_ms",
+    "realtime_user_features",
+]
+
+# A play counts as abandoned when the member leaves it before this share of its runtime
+# (the registry description of plays_abandoned_last_1hr: "before 25% of the runtime").
+ABANDON_SHARE = 0.25
+
+
+def _ms(name: str) -> int:
+    window = FEATURES[name].window
+    assert window is not None, name
+    return int(window.total_seconds() * 1000)
+
+
+GENRE_WINDOW_MS = _ms("current_genre_last_30min")
+SESSION_GAP_MS = _ms("session_duration_sec")
+HOUR_MS = _ms("plays_abandoned_last_1hr")
+DAY_MS = _ms("content_completion_rate_today")
+SEARCH_WINDOW_MS = _ms("search_terms_last_5min")
+SEARCH_MAX = FEATURES["search_terms_last_5min"].max_items or 20
+WATCHED_MAX = FEATURES["recently_watched_title_ids"].max_items or 50
+OPEN_PLAY_MS = DAY_MS  # a play with no end within a day is forgotten
+
+_PLAY = events_pb2.EVENT_TYPE_PLAY
+_PAUSE = events_pb2.EVENT_TYPE_PAUSE
+_COMPLETE = events_pb2.EVENT_TYPE_COMPLETE
+_SKIP = events_pb2.EVENT_TYPE_SKIP
+_SEARCH = events_pb2.EVENT_TYPE_SEARCH
+
+_DEVICES: dict[int, str] = {
+    value: name.removeprefix("DEVICE_").lower()
+    for name, value in events_pb2.Device.items()
+    if value != events_pb2.DEVICE_UNSPECIFIED
+}
+
+
+def realtime_user_features() -> list[str]:
+    """Names of the registry's real-time user features, in registry order."""
+    from recsys.features import Entity, FeatureKind
+
+    return [f.name for f in FEATURES.select(entity=Entity.USER, kind=FeatureKind.REALTIME)]
+
+
+def event_time_ms(event: events_pb2.Event) -> int:
+    ts = event.occurred_at
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
+class Applied(enum.Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """A closed session: the member's next event came more than the gap after its last one."""
+
+    user_id: str
+    start_ms: int
+    end_ms: int
+    event_count: int
+
+    @property
+    def session_id(self) -> str:
+        return f"{self.user_id}:{self.start_ms}"
+
+    @property
+    def duration_sec(self) -> int:
+        return (self.end_ms - self.start_ms) // 1000
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "session_id": self.session_id,
+                "user_id": self.user_id,
+                "start_ms": self.start_ms,
+                "end_ms": self.end_ms,
+                "duration_sec": self.duration_sec,
+                "event_count": self.event_count,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: Applied
+    closed_session: SessionSummary | None = None
+
+
+@dataclass(slots=True)
+class UserState:
+    """Everything kept per member; times are event-time epoch milliseconds."""
+
+    watermark_ms: int = 0  # latest event time applied; 0 before the first event
+    seen: dict[str, int] = field(default_factory=dict)  # event_id -> event time
+    session_start_ms: int = 0
+    session_last_ms: int = 0
+    session_events: int = 0
+    device: str = ""
+    device_ms: int = 0
+    country: str = ""
+    # [time, genre, watched_sec]: plays (0 s) and watch-time reports of titles with a genre
+    watch: list[list[Any]] = field(default_factory=list)
+    searches: list[list[Any]] = field(default_factory=list)  # [time, query]
+    abandons: dict[int, int] = field(default_factory=dict)  # UTC hour index -> count
+    days: dict[int, list[int]] = field(default_factory=dict)  # UTC day index -> [plays, completes]
+    open_plays: dict[str, int] = field(default_factory=dict)  # title -> time of its latest play
+    watched: list[list[Any]] = field(default_factory=list)  # [time, title], newest first
+
+    # --- folding events in -------------------------------------------------------------------
+
+    def apply(
+        self,
+        event: events_pb2.Event,
+        catalog: Catalog,
+        *,
+        grace_ms: int,
+        dedup_ms: int = HOUR_MS,
+    ) -> Outcome:
+        t = event_time_ms(event)
+        if event.event_id in self.seen:
+            return Outcome(Applied.DUPLICATE)
+        if self.session_events and t < self.watermark_ms - grace_ms:
+            return Outcome(Applied.LATE)
+        self.seen[event.event_id] = t
+        closed = self._sessionize(event.user_id, t)
+        self.watermark_ms = max(self.watermark_ms, t)
+        if t >= self.device_ms:
+            self.device_ms = t
+            self.device = _DEVICES.get(event.device, self.device)
+            self.country = event.country or self.country
+        self._fold(event, t, catalog)
+        self._prune(grace_ms, dedup_ms)
+        return Outcome(Applied.APPLIED, closed)
+
+    def _sessionize(self, user_id: str, t: int) -> SessionSummary | None:
+        if self.session_events == 0:
+            self.session_start_ms = self.session_last_ms = t
+            self.session_events = 1
+            return None
+        if t - self.session_last_ms > SESSION_GAP_MS:
+            closed = SessionSummary(
+                user_id, self.session_start_ms, self.session_last_ms, self.session_events
+            )
+            self.session_start_ms = self.session_last_ms = t
+            self.session_events = 1
+            return closed
+        # Inside the gap of the open session (grace < gap, so a non-late event always is).
+        self.session_start_ms = min(self.session_start_ms, t)
+        self.session_last_ms = max(self.session_last_ms, t)
+        self.session_events += 1
+        return None
+
+    def _fold(self, event: events_pb2.Event, t: int, catalog: Catalog) -> None:
+        kind = event.event_type
+        title = event.title_id
+        info = catalog.lookup(title) if title else None
+        genre = info.primary_genre if info is not None else None
+        if kind == _PLAY:
+            self._day(t)[0] += 1
+            if title:
+                self.open_plays[title] = max(self.open_plays.get(title, t), t)
+                self._watched(title, t)
+            if genre:
+                self.watch.append([t, genre, 0.0])
+        elif kind == _COMPLETE:
+            self._day(t)[1] += 1
+            self.open_plays.pop(title, None)
+            if genre:
+                self.watch.append([t, genre, max(event.complete.watched_sec, 0.0)])
+        elif kind == _PAUSE:
+            if genre:
+                self.watch.append([t, genre, max(event.pause.watched_sec, 0.0)])
+        elif kind == _SKIP:
+            if genre:
+                self.watch.append([t, genre, max(event.skip.watched_sec, 0.0)])
+            started = self.open_plays.get(title)
+            if started is not None and started <= t:
+                del self.open_plays[title]
+                runtime = info.runtime_sec if info is not None else None
+                if runtime and event.skip.position_sec < ABANDON_SHARE * runtime:
+                    hour = t // HOUR_MS
+                    self.abandons[hour] = self.abandons.get(hour, 0) + 1
+        elif kind == _SEARCH:
+            query = event.search.query.strip()
+            if query:
+                self.searches.append([t, query])
+
+    def _day(self, t: int) -> list[int]:
+        return self.days.setdefault(t // DAY_MS, [0, 0])
+
+    def _watched(self, title: str, t: int) -> None:
+        for i, (when, existing) in enumerate(self.watched):
+            if existing == title:
+                if when >= t:
+                    return
+                del self.watched[i]
+                break
+        position = 0
+        while position < len(self.watched) and self.watched[position][0] >= t:
+            position += 1
+        if position < WATCHED_MAX:
+            self.watched.insert(position, [t, title])
+            del self.watched[WATCHED_MAX:]
+
+    def _prune(self, grace_ms: int, dedup_ms: int) -> None:
+        wm = self.watermark_ms
+        if self.seen and min(self.seen.values()) < wm - dedup_ms:
+            self.seen = {k: v for k, v in self.seen.items() if v >= wm - dedup_ms}
+        self.watch = [w for w in self.watch if w[0] > wm - GENRE_WINDOW_MS]
+        self.searches = [s for s in self.searches if s[0] > wm - SEARCH_WINDOW_MS]
+        oldest_hour = (wm - grace_ms) // HOUR_MS
+        self.abandons = {h: n for h, n in self.abandons.items() if h >= oldest_hour}
+        oldest_day = (wm - grace_ms) // DAY_MS
+        self.days = {d: c for d, c in self.days.items() if d >= oldest_day}
+        self.open_plays = {k: v for k, v in self.open_plays.items() if v > wm - OPEN_PLAY_MS}
+
+    # --- reading features ----------------------------------------------------------------
+
+    def features(self) -> dict[str, Any]:
+        """Every real-time user feature as of the latest event time (registry names)."""
+        asof = self.watermark_ms
+        plays, completes = self.days.get(asof // DAY_MS, [0, 0])
+        return {
+            "current_genre_last_30min": self._current_genre(asof),
+            "session_duration_sec": (self.session_last_ms - self.session_start_ms) // 1000,
+            "plays_abandoned_last_1hr": self.abandons.get(asof // HOUR_MS, 0),
+            "content_completion_rate_today": min(1.0, completes / plays) if plays else 0.0,
+            "current_device_type": self.device,
+            "search_terms_last_5min": self._recent_searches(asof),
+            "recently_watched_title_ids": [title for _, title in self.watched],
+        }
+
+    def _current_genre(self, asof: int) -> str:
+        totals: dict[str, float] = {}
+        latest: dict[str, int] = {}
+        for t, genre, seconds in self.watch:
+            if asof - GENRE_WINDOW_MS < t <= asof:
+                totals[genre] = totals.get(genre, 0.0) + seconds
+                latest[genre] = max(latest.get(genre, t), t)
+        if not totals:
+            return ""
+        # Most watch time; ties (including "only plays so far", all 0 s) go to the most recent.
+        return max(totals, key=lambda g: (totals[g], latest[g], g))
+
+    def _recent_searches(self, asof: int) -> list[str]:
+        out: list[str] = []
+        for _, query in sorted(
+            (s for s in self.searches if asof - SEARCH_WINDOW_MS < s[0] <= asof),
+            key=lambda s: s[0],
+            reverse=True,
+        ):
+            if query not in out:
+                out.append(query)
+                if len(out) == SEARCH_MAX:
+                    break
+        return out
+
+    # --- encoding ------------------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "wm": self.watermark_ms,
+                "seen": self.seen,
+                "ss": [self.session_start_ms, self.session_last_ms, self.session_events],
+                "dev": [self.device, self.device_ms, self.country],
+                "watch": self.watch,
+                "search": self.searches,
+                "ab": {str(k): v for k, v in self.abandons.items()},
+                "days": {str(k): v for k, v in self.days.items()},
+                "open": self.open_plays,
+                "watched": self.watched,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> UserState:
+        d = orjson.loads(raw)
+        start, last, count = d["ss"]
+        device, device_ms, country = d["dev"]
+        return cls(
+            watermark_ms=d["wm"],
+            seen=d["seen"],
+            session_start_ms=start,
+            session_last_ms=last,
+            session_events=count,
+            device=device,
+            device_ms=device_ms,
+            country=country,
+            watch=d["watch"],
+            searches=d["search"],
+            abandons={int(k): v for k, v in d["ab"].items()},
+            days={int(k): v for k, v in d["days"].items()},
+            open_plays=d["open"],
+            watched=d["watched"],
+        )

@@ -1,0 +1,103 @@
+"""``recsys features show`` against the real Redis and Cassandra."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from recsys.clients.cassandra import connect_cassandra
+from recsys.clients.redis import redis_client
+from recsys.config import Settings
+from recsys_features.cassandra_store import CassandraFeatureStore
+from recsys_features.cli import features_app
+from recsys_features.redis_store import RedisFeatureStore
+from recsys_features.snapshot import FeatureSnapshot
+from tests.integration.features.conftest import make_keyspace
+
+pytestmark = pytest.mark.integration
+
+VALUES = {
+    "current_genre_last_30min": "drama",
+    "session_duration_sec": 600,
+    "plays_abandoned_last_1hr": 2,
+    "content_completion_rate_today": 0.5,
+    "current_device_type": "tv",
+    "search_terms_last_5min": ["cats"],
+    "recently_watched_title_ids": ["tt_drama", "tt_doc"],
+}
+
+
+async def _seed(settings: Settings, keyspace: str, prefix: str, now_ms: int) -> None:
+    redis = redis_client(settings.redis)
+    cassandra = connect_cassandra(settings.cassandra)
+    try:
+        hot = FeatureSnapshot("hot", now_ms - 5_000, VALUES)
+        await RedisFeatureStore(redis, prefix).write([hot], written_at_ms=now_ms)
+        # Written 10 min ago: the 5 min search window has expired in Redis; Cassandra's own TTL
+        # (from the same registry) has not been applied by a real clock here, so it serves it.
+        cold = FeatureSnapshot("cold", now_ms - 60_000, VALUES)
+        await CassandraFeatureStore(cassandra, keyspace).write([cold], written_at_ms=now_ms)
+        stale = FeatureSnapshot("hot2", now_ms - 600_000, VALUES)
+        await RedisFeatureStore(redis, prefix).write([stale], written_at_ms=now_ms - 600_000)
+    finally:
+        await redis.aclose()
+        cassandra.close()
+
+
+async def _cleanup(settings: Settings, prefix: str) -> None:
+    redis = redis_client(settings.redis)
+    async for key in redis.scan_iter(match=f"{prefix}:*"):
+        await redis.delete(key)
+    await redis.aclose()
+
+
+def test_show_reads_redis_then_cassandra_then_defaults(infra: Settings) -> None:
+    unique = uuid.uuid4().hex[:10]
+    keyspace, prefix = f"test_cli_{unique}", f"rec:v1:test:{unique}"
+    make_keyspace(infra, keyspace).close()
+    now_ms = time.time_ns() // 1_000_000
+    asyncio.run(_seed(infra, keyspace, prefix, now_ms))
+    env = {"RECSYS_REDIS__KEY_PREFIX": prefix, "RECSYS_CASSANDRA__KEYSPACE": keyspace}
+    runner = CliRunner()
+    try:
+
+        def show(user: str) -> dict[str, dict[str, object]]:
+            result = runner.invoke(features_app, ["show", user, "--json"], env=env)
+            assert result.exit_code == 0, result.output
+            doc = orjson.loads(result.output)
+            assert doc["user_id"] == user
+            return {f["name"]: f for f in doc["features"]}
+
+        hot = show("hot")
+        assert {n: f["value"] for n, f in hot.items()} == VALUES
+        assert {f["source"] for f in hot.values()} == {"redis"}
+        assert all(4.0 <= f["age_s"] < 600 for f in hot.values())  # type: ignore[operator]
+
+        cold = show("cold")
+        assert {n: f["value"] for n, f in cold.items()} == VALUES
+        assert {f["source"] for f in cold.values()} == {"cassandra"}
+
+        # Written 10 min ago: the 5 min search feature is past its TTL, the rest is not.
+        hot2 = show("hot2")
+        assert hot2["search_terms_last_5min"]["source"] == "default"
+        assert hot2["search_terms_last_5min"]["value"] == []
+        assert hot2["session_duration_sec"]["source"] == "redis"
+
+        nobody = show("nobody")
+        assert {f["source"] for f in nobody.values()} == {"default"}
+        assert nobody["content_completion_rate_today"]["value"] == 0.0
+
+        table = runner.invoke(features_app, ["show", "hot"], env=env)
+        assert table.exit_code == 0
+        assert "current_genre_last_30min" in table.output
+        assert '"drama"' in table.output
+    finally:
+        asyncio.run(_cleanup(infra, prefix))
+        client = connect_cassandra(infra.cassandra)
+        client.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        client.close()

@@ -1,0 +1,131 @@
+"""Crash recovery and scale-out give exactly the features of one clean run.
+
+One mixed workload (duplicates, out-of-order events inside the grace period, late events) goes to
+one topic; independent consumer groups, each with its own Redis prefix and Cassandra keyspace,
+process it: (a) one worker, clean; (b) one worker SIGKILLed after the first half, before it commits
+offsets, then restarted; (c) two workers sharing the partitions. Their stored features must be
+equal, apart from the wall-clock ``_written_at_ms``.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from recsys.config import Settings
+from recsys_features.cassandra_store import CassandraFeatureStore
+from recsys_features.redis_store import WRITTEN_AT_FIELD
+from tests.features_support import (
+    last_event_ms,
+    produce,
+    running_worker,
+    wait_for,
+    worker_env,
+    workload,
+)
+from tests.integration.features.conftest import FeatureEnv, make_keyspace
+
+pytestmark = pytest.mark.integration
+
+Stored = dict[str, Any]
+
+
+async def _redis_dump(redis: Redis, prefix: str, users: list[str]) -> Stored:
+    out: Stored = {}
+    for user in users:
+        fields = await redis.hgetall(f"{prefix}:user:{user}:rt")
+        fields.pop(WRITTEN_AT_FIELD.encode(), None)
+        watched = await redis.lrange(f"{prefix}:user:{user}:watched", 0, -1)
+        out[user] = (fields, watched)
+    return out
+
+
+async def _cassandra_dump(fe: FeatureEnv, keyspace: str, users: list[str]) -> Stored:
+    store = CassandraFeatureStore(fe.client, keyspace)
+    out: Stored = {}
+    for user in users:
+        rows = await store.read(user)
+        out[user] = {name: (f.value, f.event_time_ms) for name, f in rows.items()}
+    return out
+
+
+def _run_env(fe: FeatureEnv, tmp_path: Path, name: str, settings: Settings) -> dict[str, str]:
+    keyspace = f"{fe.keyspace}_{name}"
+    make_keyspace(settings, keyspace).close()
+    env = worker_env(
+        settings,
+        unique=f"{fe.unique}-{name}",
+        keyspace=keyspace,
+        key_prefix=f"{fe.key_prefix}:{name}",
+        data_dir=tmp_path / name,
+    )
+    # All runs read the one topic produced below; each is its own consumer group.
+    env["RECSYS_FEATURES__EVENTS_TOPIC"] = fe.events_topic
+    env["RECSYS_FEATURES__LATE_TOPIC"] = fe.late_topic
+    env["RECSYS_FEATURES__SESSIONS_TOPIC"] = fe.sessions_topic
+    return env
+
+
+async def _all_done(redis: Redis, prefix: str, expected: dict[str, int]) -> bool | None:
+    pipe = redis.pipeline(transaction=False)
+    for user in expected:
+        pipe.hget(f"{prefix}:user:{user}:rt", "_event_time_ms")
+    got = await pipe.execute()
+    done = all(g is not None and int(g) == expected[u] for u, g in zip(expected, got, strict=True))
+    return True if done else None
+
+
+async def test_crash_restart_and_two_workers_equal_a_clean_run(
+    feature_env: FeatureEnv, redis: Redis, tmp_path: Path
+) -> None:
+    fe = feature_env
+    events = workload(users=60, per_user=40)
+    half = len(events) // 2
+    first, second = events[:half], events[half:]
+    users = sorted({ev.user_id for ev in events})
+    expected_all = last_event_ms(events)
+    expected_first = last_event_ms(first)
+    await produce(fe.settings, fe.events_topic, first)
+
+    runs = {name: _run_env(fe, tmp_path, name, fe.settings) for name in ("clean", "crash", "two")}
+    prefixes = {name: env["RECSYS_REDIS__KEY_PREFIX"] for name, env in runs.items()}
+    keyspaces = {name: env["RECSYS_CASSANDRA__KEYSPACE"] for name, env in runs.items()}
+
+    # (b) first life: process the first half, never commit an offset, die without warning.
+    crash_env = {**runs["crash"], "RECSYS_FEATURES__COMMIT_INTERVAL_S": "600"}
+    with running_worker(crash_env, tmp_path / "crash-1.log") as proc:
+        await wait_for(
+            lambda: _all_done(redis, prefixes["crash"], expected_first),
+            what="the first half",
+            proc=proc,
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    await produce(fe.settings, fe.events_topic, second)
+
+    # (b) second life, (a) the clean run and (c) two workers, all on the full stream.
+    with (
+        running_worker(runs["crash"], tmp_path / "crash-2.log") as crash,
+        running_worker(runs["clean"], tmp_path / "clean.log") as clean,
+        running_worker(runs["two"], tmp_path / "two-1.log") as two_a,
+        running_worker(runs["two"], tmp_path / "two-2.log") as two_b,
+    ):
+        for name, proc in (("crash", crash), ("clean", clean), ("two", two_a), ("two", two_b)):
+            await wait_for(
+                lambda name=name: _all_done(redis, prefixes[name], expected_all),  # type: ignore[misc]
+                limit_s=120,
+                what=f"run {name}",
+                proc=proc,
+            )
+
+    clean_redis = await _redis_dump(redis, prefixes["clean"], users)
+    clean_cassandra = await _cassandra_dump(fe, keyspaces["clean"], users)
+    assert all(fields for fields, _ in clean_redis.values())
+    for name in ("crash", "two"):
+        assert await _redis_dump(redis, prefixes[name], users) == clean_redis, name
+        assert await _cassandra_dump(fe, keyspaces[name], users) == clean_cassandra, name

@@ -1,0 +1,140 @@
+"""The feature stream job end to end on the real Kafka, Redis and Cassandra.
+
+Scripted events with chosen event times go to a per-test topic; a ``recsys-features`` worker
+process consumes them; the features it stored are compared with values computed by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+
+from recsys.clients.kafka import kafka_consumer
+from recsys.events.v1 import events_pb2
+from recsys_features.cassandra_store import CassandraFeatureStore
+from recsys_features.redis_store import RedisFeatureStore
+from tests.features_support import (
+    EXPECTED_U1,
+    T0,
+    minutes,
+    produce,
+    running_worker,
+    scripted_u1,
+    scripted_u2,
+    wait_for,
+)
+from tests.integration.features.conftest import FeatureEnv, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _ms(m: float) -> int:
+    return int((T0 + minutes(m)).timestamp() * 1000)
+
+
+async def _read_topic(fe: FeatureEnv, topic: str, count: int) -> list[tuple[bytes, bytes]]:
+    consumer: AIOKafkaConsumer = kafka_consumer(
+        fe.settings.kafka, topic, group_id=f"reader-{fe.unique}-{topic}"
+    )
+    await consumer.start()
+    records: list[tuple[bytes, bytes]] = []
+    try:
+        while len(records) < count:
+            batch = await consumer.getmany(timeout_ms=60_000)
+            assert batch, f"no records on {topic} within 60 s; got {records}"
+            for messages in batch.values():
+                records.extend((m.key, m.value) for m in messages)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _scrape(port: int) -> str:
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"metric {name} not exported")
+
+
+async def test_scripted_events_give_hand_computed_features(
+    feature_env: FeatureEnv, redis: Redis
+) -> None:
+    fe = feature_env
+    await produce(fe.settings, fe.events_topic, scripted_u1() + scripted_u2())
+    port = free_port()
+    env = {**fe.env, "RECSYS_METRICS__PORT": str(port)}
+    store = RedisFeatureStore(redis, fe.key_prefix)
+
+    async def u1_done() -> dict[str, Any] | None:
+        values, event_ms, _ = await store.read("u1")
+        # e13 (the last applied event of u1) is a search; all three terms mean all are in.
+        terms = values.get("search_terms_last_5min", [])
+        return values if event_ms == _ms(25) and len(terms) == 3 else None
+
+    async def u2_done() -> dict[str, Any] | None:
+        values, event_ms, _ = await store.read("u2")
+        return values if event_ms == _ms(90) else None
+
+    with running_worker(env, fe.log_path) as proc:
+        u1 = await wait_for(u1_done, what="u1 features", proc=proc)
+        u2 = await wait_for(u2_done, what="u2 features", proc=proc)
+        late = await _read_topic(fe, fe.late_topic, 1)
+        sessions = await _read_topic(fe, fe.sessions_topic, 1)
+        metrics = await wait_for(
+            lambda: _scraped_when(port, "recsys_features_late_events_total"), what="metrics"
+        )
+
+    assert u1 == EXPECTED_U1
+
+    assert u2["session_duration_sec"] == 40 * 60  # 10:50 -> 11:30
+    # The only watch time (s4 at 11:00) is exactly 30 min before 11:30: the sliding window
+    # (11:00, 11:30] excludes its start, so no genre.
+    assert u2["current_genre_last_30min"] == ""
+    assert u2["current_device_type"] == "web"
+    assert u2["search_terms_last_5min"] == ["docs"]
+
+    # The late event went to the late topic untouched, keyed by member.
+    assert [(k, events_pb2.Event.FromString(v).event_id) for k, v in late] == [(b"u1", "e14")]
+
+    # The first session of u2 was closed and summarised when s3 proved the 40 min gap.
+    assert [(k, orjson.loads(v)) for k, v in sessions] == [
+        (
+            b"u2",
+            {
+                "session_id": f"u2:{_ms(0)}",
+                "user_id": "u2",
+                "start_ms": _ms(0),
+                "end_ms": _ms(10),
+                "duration_sec": 600,
+                "event_count": 2,
+            },
+        )
+    ]
+
+    # The durable copy in Cassandra holds the same values with the same event time.
+    stored = await CassandraFeatureStore(fe.client, fe.keyspace).read("u1")
+    assert {name: f.value for name, f in stored.items()} == EXPECTED_U1
+    assert {f.event_time_ms for f in stored.values()} == {_ms(25)}
+
+    assert _metric(metrics, "recsys_features_duplicates_total") == 1.0
+    assert _metric(metrics, "recsys_features_late_events_total") == 1.0
+    assert _metric(metrics, "recsys_features_sessions_closed_total") == 1.0
+
+
+async def _scraped_when(port: int, name: str) -> str | None:
+    try:
+        text = await _scrape(port)
+    except Exception:
+        return None
+    return text if any(line.startswith(name + " 1.0") for line in text.splitlines()) else None
