@@ -117,11 +117,13 @@ class EventPublisher:
                 await producer.start()
                 # Load the topic's partitions now: a missing topic fails here, not in a request.
                 await producer.partitions_for(self._topic)
-            except (KafkaError, OSError) as exc:
+            except asyncio.CancelledError:  # stop() while connecting
+                await _stop_quietly(producer)
+                raise
+            except Exception as exc:  # KafkaError, OSError, ...: keep trying, readiness says why
                 self._detail = f"cannot connect to Kafka: {exc!r}"
                 log.warning("kafka connect failed", error=repr(exc), retry_in_s=delay)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.stop(), 1.0)
+                await _stop_quietly(producer)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RECONNECT_MAX_S)
                 continue
@@ -222,6 +224,12 @@ class EventPublisher:
         if stalled_s > STALL_TIMEOUTS * self._timeout_s and batcher is self._batcher:
             self._stalled_since = None
             self._reset_producer(KafkaTimeoutError(f"no acknowledgement for {stalled_s:.0f} s"))
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    """Close a producer that never finished starting."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), 1.0)
 
 
 def _sender_died(producer: AIOKafkaProducer) -> bool:
