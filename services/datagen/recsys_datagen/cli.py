@@ -365,6 +365,26 @@ def _probe_ingest(url: str) -> None:
 
 Reader = Callable[[Path], SourceData]
 
+# Options shared by every `recsys import` command, declared once.
+ImportIngestUrl = Annotated[str | None, typer.Option(help="Ingest base URL.")]
+ImportApiKey = Annotated[str | None, typer.Option(help="X-API-Key.")]
+ImportBatchSize = Annotated[int | None, typer.Option(min=1, max=10_000, help="Events per POST.")]
+ImportConcurrency = Annotated[
+    int,
+    typer.Option(min=1, max=64, help="Batches in flight; above 1 batches may arrive out of order."),
+]
+ImportLimit = Annotated[int | None, typer.Option(min=1, help="Import only the N earliest ratings.")]
+ImportCountry = Annotated[str, typer.Option(help="Country of the imported members.")]
+ImportCatalog = Annotated[
+    bool, typer.Option("--catalog/--no-catalog", help="Store titles and members.")
+]
+ImportSend = Annotated[
+    bool, typer.Option("--send/--no-send", help="Send the events to the ingest.")
+]
+ImportDryRun = Annotated[
+    bool, typer.Option(help="Parse and count only: same as --no-catalog --no-send.")
+]
+
 
 @import_app.command()
 def movielens(
@@ -375,30 +395,15 @@ def movielens(
             "movies.dat or ratings.csv + movies.csv."
         ),
     ],
-    ingest_url: Annotated[str | None, typer.Option(help="Ingest base URL.")] = None,
-    api_key: Annotated[str | None, typer.Option(help="X-API-Key.")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, max=10_000, help="Events per POST.")
-    ] = None,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            min=1, max=64, help="Batches in flight; above 1 batches may arrive out of order."
-        ),
-    ] = 1,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="Import only the N earliest ratings.")
-    ] = None,
-    country: Annotated[str, typer.Option(help="Country of the imported members.")] = "US",
-    catalog: Annotated[
-        bool, typer.Option("--catalog/--no-catalog", help="Store titles and members.")
-    ] = True,
-    send: Annotated[
-        bool, typer.Option("--send/--no-send", help="Send the events to the ingest.")
-    ] = True,
-    dry_run: Annotated[
-        bool, typer.Option(help="Parse and count only: same as --no-catalog --no-send.")
-    ] = False,
+    ingest_url: ImportIngestUrl = None,
+    api_key: ImportApiKey = None,
+    batch_size: ImportBatchSize = None,
+    concurrency: ImportConcurrency = 1,
+    limit: ImportLimit = None,
+    country: ImportCountry = "US",
+    catalog: ImportCatalog = True,
+    send: ImportSend = True,
+    dry_run: ImportDryRun = False,
 ) -> None:
     """Import a MovieLens dataset (ml-100k, ml-1m, ml-latest/ml-25m), format detected."""
     _import(
@@ -420,30 +425,15 @@ def movietweetings(
     path: Annotated[
         Path, typer.Argument(help="Directory with ratings.dat, movies.dat (users.dat).")
     ],
-    ingest_url: Annotated[str | None, typer.Option(help="Ingest base URL.")] = None,
-    api_key: Annotated[str | None, typer.Option(help="X-API-Key.")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, max=10_000, help="Events per POST.")
-    ] = None,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            min=1, max=64, help="Batches in flight; above 1 batches may arrive out of order."
-        ),
-    ] = 1,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="Import only the N earliest ratings.")
-    ] = None,
-    country: Annotated[str, typer.Option(help="Country of the imported members.")] = "US",
-    catalog: Annotated[
-        bool, typer.Option("--catalog/--no-catalog", help="Store titles and members.")
-    ] = True,
-    send: Annotated[
-        bool, typer.Option("--send/--no-send", help="Send the events to the ingest.")
-    ] = True,
-    dry_run: Annotated[
-        bool, typer.Option(help="Parse and count only: same as --no-catalog --no-send.")
-    ] = False,
+    ingest_url: ImportIngestUrl = None,
+    api_key: ImportApiKey = None,
+    batch_size: ImportBatchSize = None,
+    concurrency: ImportConcurrency = 1,
+    limit: ImportLimit = None,
+    country: ImportCountry = "US",
+    catalog: ImportCatalog = True,
+    send: ImportSend = True,
+    dry_run: ImportDryRun = False,
 ) -> None:
     """Import the MovieTweetings dataset (ratings 0-10 from IMDb tweets)."""
     _import(

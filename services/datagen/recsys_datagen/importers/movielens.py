@@ -110,17 +110,12 @@ def read_movielens(path: Path, *, now: datetime | None = None) -> SourceData:
         rows = _csv_rows(ratings_file, ["userId", "movieId", "rating", "timestamp"], issues)
         users_in_file = None
     _read_ratings(rows, ratings_file, ratings, issues, now)
-    user, movie, rating, timestamp = ratings.columns()
-    return SourceData(
+    return SourceData.collect(
         source="movielens",
         format=fmt,
         path=path,
         movies=movies,
-        movie_keys=ratings.movie_keys,
-        user=user,
-        movie=movie,
-        rating=rating,
-        timestamp=timestamp,
+        ratings=ratings,
         ratings_file=ratings_file,
         movies_file=movies_file,
         users_in_file=users_in_file,

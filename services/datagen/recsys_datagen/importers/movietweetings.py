@@ -55,17 +55,12 @@ def read_movietweetings(path: Path, *, now: datetime | None = None) -> SourceDat
     users_in_file = (
         sum(1 for _ in read_lines(users_file, _UTF8, IssueLog())) if users_file.is_file() else None
     )
-    user, movie, rating, timestamp = ratings.columns()
-    return SourceData(
+    return SourceData.collect(
         source="movietweetings",
         format="movietweetings",
         path=path,
         movies=movies,
-        movie_keys=ratings.movie_keys,
-        user=user,
-        movie=movie,
-        rating=rating,
-        timestamp=timestamp,
+        ratings=ratings,
         ratings_file=ratings_file,
         movies_file=movies_file,
         users_in_file=users_in_file,

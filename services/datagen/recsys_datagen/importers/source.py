@@ -167,6 +167,38 @@ class SourceData:
     users_in_file: int | None  # lines of users.dat / u.user, when the dataset has one
     issues: IssueLog
 
+    @classmethod
+    def collect(
+        cls,
+        *,
+        source: str,
+        format: str,
+        path: Path,
+        movies: list[Movie],
+        ratings: RatingsBuilder,
+        ratings_file: Path,
+        movies_file: Path,
+        users_in_file: int | None,
+        issues: IssueLog,
+    ) -> SourceData:
+        """What a reader parsed, with the ratings builder turned into its columns."""
+        user, movie, rating, timestamp = ratings.columns()
+        return cls(
+            source=source,
+            format=format,
+            path=path,
+            movies=movies,
+            movie_keys=ratings.movie_keys,
+            user=user,
+            movie=movie,
+            rating=rating,
+            timestamp=timestamp,
+            ratings_file=ratings_file,
+            movies_file=movies_file,
+            users_in_file=users_in_file,
+            issues=issues,
+        )
+
     @property
     def ratings(self) -> int:
         return len(self.user)
