@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 from aiokafka.admin import NewTopic
 
 from recsys.catalog import GENRES
@@ -68,6 +69,11 @@ def make_event(rng: random.Random, user: str, seq: int, at_ms: int, titles: int)
     return ev.SerializeToString()
 
 
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,6 +99,15 @@ async def scrape_freshness(port: int) -> list[tuple[float, float]]:
             le = line.split('le="')[1].split('"')[0]
             out.append((float(le), float(line.split()[-1])))
     return out
+
+
+async def scrape(port: int, name: str) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return float("nan")
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -168,8 +183,10 @@ async def main() -> None:
         }
     )
     proc = start_worker(env, log_path)
+    worker = psutil.Process(proc.pid)
     try:
         first = None
+        cpu_at_first = 0.0
         while True:
             pipe = redis.pipeline(transaction=False)
             for user in last:
@@ -178,6 +195,7 @@ async def main() -> None:
             done = sum(1 for u, g in zip(last, got, strict=True) if g and int(g) == last[u])
             if first is None and any(got):
                 first = time.perf_counter()
+                cpu_at_first = _cpu_s(worker)
             if done == len(last):
                 break
             if proc.poll() is not None:
@@ -185,7 +203,14 @@ async def main() -> None:
             await asyncio.sleep(0.2)
         assert first is not None
         elapsed = time.perf_counter() - first
-        print(f"throughput: {total} events in {elapsed:.1f} s = {total / elapsed:,.0f} events/s")
+        cpu = _cpu_s(worker) - cpu_at_first
+        batches = await scrape(port, "recsys_features_batch_events_count")
+        print(
+            f"throughput: {total} events in {elapsed:.1f} s = {total / elapsed:,.0f} events/s "
+            f"in {batches:.0f} batches; "
+            f"worker CPU {cpu:.1f} s ({100 * cpu / elapsed:.0f}% of one core, "
+            f"{1e6 * cpu / total:.0f} us/event), machine load {os.getloadavg()[0]:.1f}"
+        )
 
         # Phase 2: live traffic at a fixed rate, event time = now.
         before = await scrape_freshness(port)

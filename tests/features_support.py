@@ -155,6 +155,8 @@ def worker_env(
             "RECSYS_FEATURES__PARTITIONS": "3",
             "RECSYS_FEATURES__DATA_DIR": str(data_dir),
             "RECSYS_FEATURES__FLUSH_INTERVAL_S": "0.05",
+            "RECSYS_FEATURES__CASSANDRA_FLUSH_INTERVAL_S": "0.2",
+            "RECSYS_FEATURES__TRENDING_FLUSH_INTERVAL_S": "0.2",
             "RECSYS_FEATURES__COMMIT_INTERVAL_S": "0.5",
             "RECSYS_FEATURES__SESSION_TIMEOUT_S": "6",
             "RECSYS_REDIS__KEY_PREFIX": key_prefix,

@@ -22,6 +22,7 @@ GRACE = 5 * 60 * 1000
 def run(*events: Any) -> tuple[UserState, list[Applied]]:
     state = UserState()
     results = [state.apply(ev, CATALOG, grace_ms=GRACE).result for ev in events]
+    state.prune(grace_ms=GRACE)
     return state, results
 
 
@@ -96,6 +97,15 @@ def test_abandoned_means_a_played_title_left_before_a_quarter_of_its_runtime() -
         event("s5", "skip", minutes(9), title="tt_doc", position=5),  # play already ended: not
     )
     assert state.features()["plays_abandoned_last_1hr"] == 1
+
+
+def test_a_play_left_open_for_more_than_a_day_is_forgotten_even_before_pruning() -> None:
+    state, _ = run(
+        event("p1", "play", minutes(0), title="tt_action"),
+        event("v", "view", minutes(24 * 60 + 1)),  # the play is now more than a day old
+        event("s1", "skip", minutes(24 * 60 + 2), title="tt_action", position=10),
+    )
+    assert state.features()["plays_abandoned_last_1hr"] == 0
 
 
 def test_abandons_count_in_the_utc_hour_of_the_member_latest_event() -> None:

@@ -157,11 +157,29 @@ class FeaturesSettings(BaseModel):
         "(kept below the 30 min session gap).",
     )
     dedup_window_s: float = Field(default=3600.0, gt=0, description="event_id memory.")
+    batch_max_events: int = Field(
+        default=5000, ge=1, le=100_000, description="Events the worker folds in one batch."
+    )
+    batch_wait_s: float = Field(
+        default=0.15,
+        gt=0,
+        le=5,
+        description="How long a batch fills before it is folded: longer batches repeat more "
+        "members (cheaper per event) but add to freshness.",
+    )
     flush_interval_s: float = Field(
-        default=0.1, gt=0, description="How often changed members are written to the stores."
+        default=0.1, gt=0, description="How often changed members are written to Redis."
+    )
+    cassandra_flush_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often changed members are written to Cassandra (the durable copy).",
     )
     flush_max_members: int = Field(
-        default=2000, ge=1, description="Members per store write batch (Redis pipeline)."
+        default=2000, ge=1, description="Members per store write (one Redis script call)."
+    )
+    trending_flush_interval_s: float = Field(
+        default=5.0, gt=0, description="How often changed per-country trending counts are written."
     )
     catalog_refresh_s: float = Field(default=300.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0, description="Kafka offset commits.")

@@ -1,36 +1,39 @@
 """The Faust app: one agent over the events topic, one changelog-backed table of member state.
 
-    job = FeatureJob(settings, catalog=..., redis_store=..., cassandra_store=...)
+    job = FeatureJob(settings, catalog=..., redis_store=..., cassandra_store=..., metrics=...)
     app = create_app(settings, job)       # built in main(), never at import time
     faust.Worker(app).execute_from_commandline()
 
-Per event the agent decodes the protobuf, folds it into the member's :class:`UserState` (read
-from and written back to the table ``member_state``, whose changelog topic makes it recoverable)
-and marks the member dirty. A timer writes dirty members' features to Redis and Cassandra in
-one batch per store. Why this layout and what it guarantees: docs/features.md.
+The agent takes the events in batches (``take_events``), folds each batch into the members'
+states (:func:`recsys_features.fold.fold_batch`: one decode/encode per member per batch), puts
+each changed member's encoded state in the table's store and its changelog topic, sends late
+events and closed sessions to their topics, and waits for the broker to acknowledge all of it
+before the batch's offsets can be committed. Store writes are coalesced per member and flushed
+by timers (:class:`recsys_features.store_writer.StoreWriter`). Why this layout and what it
+guarantees: docs/features.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
-from google.protobuf.message import DecodeError
 
 from recsys.config import Settings
-from recsys.events.v1 import events_pb2
 from recsys.log import get_logger
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.catalog import CassandraCatalog, Catalog
+from recsys_features.fold import BatchResult, MemberUpdate, Record, fold_batch
 from recsys_features.metrics import FeatureMetrics
 from recsys_features.redis_store import RedisFeatureStore
-from recsys_features.snapshot import FeatureSnapshot
 from recsys_features.state import Applied, UserState
+from recsys_features.store_writer import StoreWriter
+from recsys_features.trending import PartitionTrending
+from recsys_features.trending_store import TrendingStore
 
 __all__ = ["TABLE_NAME", "FeatureJob", "create_app", "data_dir"]
 
@@ -44,12 +47,8 @@ def data_dir(settings: Settings) -> Path:
     return base / settings.features.app_id
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class FeatureJob:
-    """The job's runtime pieces and its per-event and per-flush logic (Faust-agnostic)."""
+    """The job's runtime pieces and its per-batch logic (Faust-agnostic, testable)."""
 
     def __init__(
         self,
@@ -58,74 +57,96 @@ class FeatureJob:
         catalog: Catalog,
         redis_store: RedisFeatureStore,
         cassandra_store: CassandraFeatureStore,
+        trending_store: TrendingStore,
         metrics: FeatureMetrics,
     ) -> None:
+        fs = settings.features
         self.settings = settings
         self.catalog = catalog
-        self.redis_store = redis_store
-        self.cassandra_store = cassandra_store
         self.metrics = metrics
-        self.grace_ms = int(settings.features.grace_s * 1000)
-        self.dedup_ms = int(settings.features.dedup_window_s * 1000)
-        self.partitions = settings.features.partitions
-        self.dirty: dict[bytes, int] = {}  # member key -> partition, awaiting a store write
+        self.grace_ms = int(fs.grace_s * 1000)
+        self.dedup_ms = int(fs.dedup_window_s * 1000)
+        self.partitions = fs.partitions
+        self.redis = StoreWriter(
+            "redis", redis_store.write, max_members=fs.flush_max_members, metrics=metrics
+        )
+        self.cassandra = StoreWriter(
+            "cassandra", cassandra_store.write, max_members=fs.flush_max_members, metrics=metrics
+        )
+        self.writers = (self.redis, self.cassandra)
+        self.trending_store = trending_store
+        self.trending: dict[int, PartitionTrending] = {}  # partition -> its members' counts
         self.positions: dict[int, int] = {}  # partition -> next offset to process
-        self._flush_lock = asyncio.Lock()
 
     def partition_of(self, key: bytes) -> int:
         """The partition Kafka's default partitioner gives the key (the producer's choice)."""
         return (int(murmur2(key)) & 0x7FFFFFFF) % self.partitions
 
-    def mark_dirty(self, keys: Iterable[bytes]) -> None:
-        for key in keys:
-            self.dirty[key] = self.partition_of(key)
+    def fold(self, records: Iterable[Record], store: Any) -> BatchResult:
+        """Fold ``records`` into the states in ``store`` (the table's storage, a mapping of
+        encoded states), write the new states back there and queue the store writes."""
+        result = fold_batch(
+            records,
+            load=store.get,
+            catalog=self.catalog,
+            grace_ms=self.grace_ms,
+            dedup_ms=self.dedup_ms,
+        )
+        for update in result.updates:
+            store[update.key] = update.state
+            self._queue(update)
+        for outcome, count in result.outcomes.items():
+            self.metrics.events.labels(outcome=outcome).inc(count)
+        if duplicates := result.outcomes.get(Applied.DUPLICATE.value):
+            self.metrics.duplicates.inc(duplicates)
+        if result.late:
+            self.metrics.late.inc(len(result.late))
+        if result.sessions:
+            self.metrics.sessions.inc(len(result.sessions))
+        return result
 
-    async def flush(self, table: Any, *, partitions: set[int] | None = None) -> int:
-        """Write the dirty members (of ``partitions``, default all) to both stores."""
-        async with self._flush_lock:
-            keys = [k for k, p in self.dirty.items() if partitions is None or p in partitions]
-            if not keys:
-                return 0
-            batch = keys[: self.settings.features.flush_max_members]
-            # Taken out before the first await: an event processed during the write marks its
-            # member dirty again, and the next flush writes the newer state.
-            taken = {key: self.dirty.pop(key) for key in batch}
-            snapshots: list[FeatureSnapshot] = []
-            for key in batch:
-                raw = table.get(key)
-                if raw is None:
-                    continue
-                state = UserState.decode(raw)
-                snapshots.append(
-                    FeatureSnapshot(key.decode(), state.watermark_ms, state.features())
-                )
-            written_at = _now_ms()
+    def _queue(self, update: MemberUpdate) -> None:
+        for writer in self.writers:
+            writer.put(update.key, update.partition, update.snapshot)
+        trending = self.trending.get(update.partition)
+        if trending is None:
+            trending = self.trending[update.partition] = PartitionTrending()
+        trending.update(
+            update.key,
+            country=update.country,
+            plays=update.plays,
+            watermark_ms=update.snapshot.event_time_ms,
+        )
+
+    def rematerialize(self, states: Iterable[tuple[bytes, bytes]]) -> int:
+        """Queue store writes and rebuild the trending counts of recovered states (key,
+        encoded state); returns how many."""
+        count = 0
+        for key, raw in states:
+            self._queue(MemberUpdate.of(key, self.partition_of(key), UserState.decode(raw)))
+            count += 1
+        return count
+
+    async def flush_trending(self, partitions: set[int] | None = None) -> None:
+        """Write the changed per-country counts of ``partitions`` (default all) to Redis."""
+        for partition, trending in list(self.trending.items()):
+            if partitions is not None and partition not in partitions:
+                continue
+            changed = trending.take_dirty()
+            if not changed:
+                continue
             try:
-                await asyncio.gather(
-                    self._timed(
-                        "redis", self.redis_store.write(snapshots, written_at_ms=written_at)
-                    ),
-                    self._timed(
-                        "cassandra",
-                        self.cassandra_store.write(snapshots, written_at_ms=written_at),
-                    ),
-                )
-            except Exception as exc:  # put them back; the next tick retries
-                log.warning("store_write_failed", error=repr(exc), members=len(batch))
-                for key, partition in taken.items():
-                    self.dirty.setdefault(key, partition)
-                return 0
-            done = _now_ms()
-            for snap in snapshots:
-                lag_s = max(0.0, (done - snap.event_time_ms) / 1000)
-                self.metrics.freshness.labels(store="redis").observe(lag_s)
-                self.metrics.freshness.labels(store="cassandra").observe(lag_s)
-            return len(snapshots)
+                await self.trending_store.write(partition, changed)
+            except Exception as exc:  # the next tick retries with the then-current counts
+                log.warning("trending_write_failed", error=repr(exc), partition=partition)
+                trending.restore_dirty(changed)
 
-    async def _timed(self, store: str, write: Any) -> None:
-        started = time.perf_counter()
-        await write
-        self.metrics.store_write.labels(store=store).observe(time.perf_counter() - started)
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what is held for partitions handed over to another worker."""
+        for writer in self.writers:
+            writer.drop(partitions)
+        for partition in partitions:
+            self.trending.pop(partition, None)
 
 
 def create_app(settings: Settings, job: FeatureJob) -> Any:
@@ -148,53 +169,60 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         topic_replication_factor=settings.kafka.replication_factor,
         table_standby_replicas=0,
         producer_acks=-1,
+        # A batch sends one changelog record per member at once: let them share requests.
+        producer_linger=0.005,
+        # Fetch and buffer whole batches: the agent takes up to batch_max_events at a time.
+        broker_max_poll_records=fs.batch_max_events,
+        stream_buffer_maxsize=max(4096, 2 * fs.batch_max_events),
     )
     events = app.topic(fs.events_topic, key_serializer="raw", value_serializer="raw")
-    late = app.topic(fs.late_topic, key_serializer="raw", value_serializer="raw")
-    sessions = app.topic(fs.sessions_topic, key_serializer="raw", value_serializer="raw")
     # bytes keys and values: the changelog stores the encoded UserState as is (raw codec).
     table = app.Table(
         TABLE_NAME, default=None, partitions=fs.partitions, key_type=bytes, value_type=bytes
     )
     metrics = job.metrics
 
+    async def publish(result: BatchResult) -> None:
+        # Straight to the transport producer: one record per changed member (not per event),
+        # each state to its member's own partition of the changelog. Waiting for the broker's
+        # acknowledgements before the batch's events are acked means a committed offset never
+        # runs ahead of the changelog (Faust also flushes the producer before committing).
+        send = app.producer.send
+        changelog = table.changelog_topic.get_topic_name()
+        pending = [
+            await send(changelog, u.key, u.state, u.partition, None, None) for u in result.updates
+        ]
+        for topic, records in ((fs.late_topic, result.late), (fs.sessions_topic, result.sessions)):
+            pending += [await send(topic, k, v, None, None, None) for k, v in records]
+        if pending:
+            await asyncio.gather(*pending)
+
     @app.agent(events)
     async def process(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            job.positions[message.partition] = message.offset + 1
-            raw: bytes = event.value
-            try:
-                ev = events_pb2.Event.FromString(raw)
-            except DecodeError:
-                metrics.events.labels(outcome="invalid").inc()
-                log.warning("undecodable_event", partition=message.partition, offset=message.offset)
-                continue
-            if not ev.user_id or not ev.event_id:
-                metrics.events.labels(outcome="invalid").inc()
-                continue
-            key = ev.user_id.encode()
-            stored = table.get(key)
-            state = UserState.decode(stored) if stored is not None else UserState()
-            outcome = state.apply(ev, job.catalog, grace_ms=job.grace_ms, dedup_ms=job.dedup_ms)
-            metrics.events.labels(outcome=outcome.result.value).inc()
-            if outcome.result is Applied.DUPLICATE:
-                metrics.duplicates.inc()
-                continue
-            if outcome.result is Applied.LATE:
-                metrics.late.inc()
-                await late.send(key=key, value=raw)
-                continue
-            table[key] = state.encode()
-            job.dirty[key] = message.partition
-            if outcome.closed_session is not None:
-                metrics.sessions.inc()
-                await sessions.send(key=key, value=outcome.closed_session.to_json())
+        async for batch in stream.take_events(fs.batch_max_events, within=fs.batch_wait_s):
+            records = []
+            for event in batch:
+                message = event.message
+                job.positions[message.partition] = message.offset + 1
+                records.append(Record(message.partition, event.value))
+            metrics.batch_events.observe(len(records))
+            await publish(job.fold(records, table.data))
+
+    async def flush_while_full(writer: StoreWriter) -> None:
+        while await writer.flush() >= fs.flush_max_members:
+            pass
 
     @app.timer(fs.flush_interval_s)  # type: ignore[untyped-decorator]
-    async def flush_stores() -> None:
-        while await job.flush(table) >= fs.flush_max_members:
-            pass
+    async def flush_redis() -> None:
+        await flush_while_full(job.redis)
+
+    @app.timer(fs.cassandra_flush_interval_s)  # type: ignore[untyped-decorator]
+    async def flush_cassandra() -> None:
+        await flush_while_full(job.cassandra)
+
+    @app.timer(fs.trending_flush_interval_s)  # type: ignore[untyped-decorator]
+    async def flush_trending() -> None:
+        await job.flush_trending()
 
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -223,9 +251,10 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         # After recovery the table may hold state whose store write was lost in a crash (the
         # offsets were committed, the flush was not): rewrite every member we now own.
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == fs.events_topic}
-        owned = [k for k in list(table.keys()) if job.partition_of(k) in assigned]
-        job.mark_dirty(owned)
-        log.info("table_recovered", members=len(owned), partitions=sorted(assigned))
+        owned = [(k, v) for k, v in list(table.data.items()) if job.partition_of(k) in assigned]
+        count = job.rematerialize(owned)
+        metrics.ready.set(1)
+        log.info("table_recovered", members=count, partitions=sorted(assigned))
 
     table.on_recover(rematerialize)
 
@@ -233,11 +262,18 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         revoked: set[Any] = args[0]
         # Write what we hold for partitions moving away before their new owner starts.
         gone = {tp.partition for tp in revoked if tp.topic == fs.events_topic}
-        while await job.flush(table, partitions=gone) > 0:
-            pass
-        for key in [k for k, p in job.dirty.items() if p in gone]:
-            del job.dirty[key]
+        for writer in job.writers:
+            await writer.drain(gone)
+        await job.flush_trending(gone)
+        job.forget(gone)
+
+    async def on_shutdown(_sender: Any, **_: Any) -> None:
+        # A graceful stop writes what the timers have not written yet.
+        for writer in job.writers:
+            await writer.drain()
+        await job.flush_trending()
 
     # mode types receivers as a union mypy cannot match an async def against.
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
     return app

@@ -6,7 +6,10 @@ Everything is built here from :class:`recsys.config.Settings`, nothing at import
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
+import uvloop
 
 from recsys.clients.cassandra import connect_cassandra
 from recsys.clients.redis import redis_client
@@ -18,22 +21,30 @@ from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.catalog import CassandraCatalog
 from recsys_features.metrics import FeatureMetrics
 from recsys_features.redis_store import RedisFeatureStore
+from recsys_features.trending_store import TrendingStore
 
 __all__ = ["main"]
 
 
 def main() -> None:
+    # Before the app exists, so Faust and mode pick it up: Faust's per-record path creates
+    # tasks and futures for every record, which uvloop makes about a quarter cheaper here.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     settings = Settings()
     configure(settings.log, service="features")
     log = get_logger(__name__)
     cassandra = connect_cassandra(settings.cassandra)
     catalog = CassandraCatalog(cassandra, settings.cassandra.keyspace)
     catalog.load()
+    redis = redis_client(settings.redis)
     job = FeatureJob(
         settings,
         catalog=catalog,
-        redis_store=RedisFeatureStore(redis_client(settings.redis), settings.redis.key_prefix),
+        redis_store=RedisFeatureStore(redis, settings.redis.key_prefix),
         cassandra_store=CassandraFeatureStore(cassandra, settings.cassandra.keyspace),
+        trending_store=TrendingStore(
+            redis, settings.redis.key_prefix, partitions=settings.features.partitions
+        ),
         metrics=FeatureMetrics.create(),
     )
     app = create_app(settings, job)

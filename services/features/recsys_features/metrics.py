@@ -42,6 +42,8 @@ class FeatureMetrics:
     freshness: Histogram
     store_write: Histogram
     lag: Gauge
+    batch_events: Histogram
+    ready: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = REGISTRY) -> FeatureMetrics:
@@ -85,6 +87,17 @@ class FeatureMetrics:
                 "recsys_features_consumer_lag",
                 "Records between the committed position and the end of each partition.",
                 ["topic", "partition"],
+                registry=registry,
+            ),
+            batch_events=Histogram(
+                "recsys_features_batch_events",
+                "Records folded per batch (bigger batches amortise the per-batch writes).",
+                buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
+                registry=registry,
+            ),
+            ready=Gauge(
+                "recsys_features_ready",
+                "1 once the worker has joined its consumer group and recovered its partitions.",
                 registry=registry,
             ),
         )

@@ -59,10 +59,10 @@ async def read_user_features(
                 out[name] = _value(name, value, "redis", event_ms, now_ms)
     missing = [n for n in USER_FEATURES if n not in out]
     if missing and cassandra_store is not None:
-        rows = await cassandra_store.read(user_id)  # Cassandra's own TTL has already applied
+        rows = await cassandra_store.read(user_id)
         for name in missing:
             row = rows.get(name)
-            if row is not None:
+            if row is not None and _fresh(row.written_at_ms, name, now_ms):
                 out[name] = _value(name, row.value, "cassandra", row.event_time_ms, now_ms)
     return [
         out.get(name) or FeatureValue(name, _default(name), "default", None, None)

@@ -154,20 +154,24 @@ class UserState:
         grace_ms: int,
         dedup_ms: int = HOUR_MS,
     ) -> Outcome:
+        """Fold one event in. Window contents are only garbage-collected by :meth:`prune`;
+        every check here bounds its window itself, so when ``prune`` runs (per event, per
+        batch) never changes a result."""
         t = event_time_ms(event)
-        if event.event_id in self.seen:
+        previous_wm = self.watermark_ms
+        seen_at = self.seen.get(event.event_id)
+        if seen_at is not None and seen_at >= previous_wm - dedup_ms:
             return Outcome(Applied.DUPLICATE)
-        if self.session_events and t < self.watermark_ms - grace_ms:
+        if self.session_events and t < previous_wm - grace_ms:
             return Outcome(Applied.LATE)
         self.seen[event.event_id] = t
         closed = self._sessionize(event.user_id, t)
-        self.watermark_ms = max(self.watermark_ms, t)
+        self.watermark_ms = max(previous_wm, t)
         if t >= self.device_ms:
             self.device_ms = t
             self.device = _DEVICES.get(event.device, self.device)
             self.country = event.country or self.country
-        self._fold(event, t, catalog)
-        self._prune(grace_ms, dedup_ms)
+        self._fold(event, t, catalog, open_after=previous_wm - OPEN_PLAY_MS)
         return Outcome(Applied.APPLIED, closed)
 
     def _sessionize(self, user_id: str, t: int) -> SessionSummary | None:
@@ -188,7 +192,7 @@ class UserState:
         self.session_events += 1
         return None
 
-    def _fold(self, event: events_pb2.Event, t: int, catalog: Catalog) -> None:
+    def _fold(self, event: events_pb2.Event, t: int, catalog: Catalog, *, open_after: int) -> None:
         kind = event.event_type
         title = event.title_id
         info = catalog.lookup(title) if title else None
@@ -212,7 +216,7 @@ class UserState:
             if genre:
                 self.watch.append([t, genre, max(event.skip.watched_sec, 0.0)])
             started = self.open_plays.get(title)
-            if started is not None and started <= t:
+            if started is not None and open_after < started <= t:
                 del self.open_plays[title]
                 runtime = info.runtime_sec if info is not None else None
                 if runtime and event.skip.position_sec < ABANDON_SHARE * runtime:
@@ -240,7 +244,8 @@ class UserState:
             self.watched.insert(position, [t, title])
             del self.watched[WATCHED_MAX:]
 
-    def _prune(self, grace_ms: int, dedup_ms: int) -> None:
+    def prune(self, *, grace_ms: int, dedup_ms: int = HOUR_MS) -> None:
+        """Drop what no window can use any more (before encoding, not per event)."""
         wm = self.watermark_ms
         if self.seen and min(self.seen.values()) < wm - dedup_ms:
             self.seen = {k: v for k, v in self.seen.items() if v >= wm - dedup_ms}

@@ -19,6 +19,8 @@ from redis.asyncio import Redis
 from recsys.config import Settings
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.redis_store import WRITTEN_AT_FIELD
+from recsys_features.trending import WINDOWS
+from recsys_features.trending_store import TrendingStore
 from tests.features_support import (
     last_event_ms,
     produce,
@@ -70,12 +72,27 @@ def _run_env(fe: FeatureEnv, tmp_path: Path, name: str, settings: Settings) -> d
     return env
 
 
-async def _all_done(redis: Redis, prefix: str, expected: dict[str, int]) -> bool | None:
+async def _trending_agrees(redis: Redis, prefixes: list[str]) -> dict[str, Any] | None:
+    lists = []
+    for prefix in prefixes:
+        store = TrendingStore(redis, prefix, partitions=3)
+        lists.append({w.feature: await store.read("US", w.feature, limit=500) for w in WINDOWS})
+    return lists[0] if all(x == lists[0] for x in lists) else None
+
+
+async def _all_done(
+    fe: FeatureEnv, redis: Redis, run: dict[str, str], expected: dict[str, int]
+) -> bool | None:
+    """Every member's newest event is reflected in both stores of ``run``."""
+    prefix, keyspace = run["RECSYS_REDIS__KEY_PREFIX"], run["RECSYS_CASSANDRA__KEYSPACE"]
     pipe = redis.pipeline(transaction=False)
     for user in expected:
         pipe.hget(f"{prefix}:user:{user}:rt", "_event_time_ms")
     got = await pipe.execute()
-    done = all(g is not None and int(g) == expected[u] for u, g in zip(expected, got, strict=True))
+    if not all(g is not None and int(g) == expected[u] for u, g in zip(expected, got, strict=True)):
+        return None
+    durable = await _cassandra_dump(fe, keyspace, list(expected))
+    done = all({t for _, t in durable[u].values()} == {ms} for u, ms in expected.items())
     return True if done else None
 
 
@@ -99,7 +116,7 @@ async def test_crash_restart_and_two_workers_equal_a_clean_run(
     crash_env = {**runs["crash"], "RECSYS_FEATURES__COMMIT_INTERVAL_S": "600"}
     with running_worker(crash_env, tmp_path / "crash-1.log") as proc:
         await wait_for(
-            lambda: _all_done(redis, prefixes["crash"], expected_first),
+            lambda: _all_done(fe, redis, runs["crash"], expected_first),
             what="the first half",
             proc=proc,
         )
@@ -117,11 +134,18 @@ async def test_crash_restart_and_two_workers_equal_a_clean_run(
     ):
         for name, proc in (("crash", crash), ("clean", clean), ("two", two_a), ("two", two_b)):
             await wait_for(
-                lambda name=name: _all_done(redis, prefixes[name], expected_all),  # type: ignore[misc]
+                lambda name=name: _all_done(fe, redis, runs[name], expected_all),  # type: ignore[misc]
                 limit_s=120,
                 what=f"run {name}",
                 proc=proc,
             )
+        # Trending counts are per partition, written by whichever worker owns it: the three
+        # runs' merged lists must agree (and not be empty).
+        trending = await wait_for(
+            lambda: _trending_agrees(redis, [prefixes[n] for n in ("clean", "crash", "two")]),
+            what="equal trending lists",
+        )
+        assert trending["trending_titles_24h"]
 
     clean_redis = await _redis_dump(redis, prefixes["clean"], users)
     clean_cassandra = await _cassandra_dump(fe, keyspaces["clean"], users)

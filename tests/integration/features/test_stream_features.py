@@ -17,6 +17,7 @@ from recsys.clients.kafka import kafka_consumer
 from recsys.events.v1 import events_pb2
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.redis_store import RedisFeatureStore
+from recsys_features.trending_store import TrendingStore
 from tests.features_support import (
     EXPECTED_U1,
     T0,
@@ -86,9 +87,24 @@ async def test_scripted_events_give_hand_computed_features(
         values, event_ms, _ = await store.read("u2")
         return values if event_ms == _ms(90) else None
 
+    async def u1_durable() -> dict[str, Any] | None:
+        # Cassandra is written on its own, slower cadence: wait for u1's final state there.
+        stored = await CassandraFeatureStore(fe.client, fe.keyspace).read("u1")
+        done = stored and {f.event_time_ms for f in stored.values()} == {_ms(25)}
+        return stored if done else None
+
+    trending = TrendingStore(redis, fe.key_prefix, partitions=3)
+
+    async def trending_done() -> list[tuple[str, int]] | None:
+        # Every play of both members is inside 24 h; the count is of distinct members.
+        top = await trending.read("US", "trending_titles_24h", limit=10)
+        return top if len(top) == 5 else None
+
     with running_worker(env, fe.log_path) as proc:
         u1 = await wait_for(u1_done, what="u1 features", proc=proc)
         u2 = await wait_for(u2_done, what="u2 features", proc=proc)
+        stored = await wait_for(u1_durable, what="u1 features in Cassandra", proc=proc)
+        top_24h = await wait_for(trending_done, what="trending titles", proc=proc)
         late = await _read_topic(fe, fe.late_topic, 1)
         sessions = await _read_topic(fe, fe.sessions_topic, 1)
         metrics = await wait_for(
@@ -103,6 +119,16 @@ async def test_scripted_events_give_hand_computed_features(
     assert u2["current_genre_last_30min"] == ""
     assert u2["current_device_type"] == "web"
     assert u2["search_terms_last_5min"] == ["docs"]
+
+    # One member each; the late play of tt_doc by u1 (e14) was not applied, so tt_doc counts
+    # u2 only, and u1's two plays of tt_drama count once. Ties are ordered by title id.
+    assert top_24h == [
+        ("tt_action", 1),
+        ("tt_comedy", 1),
+        ("tt_doc", 1),
+        ("tt_drama", 1),
+        ("tt_unknown", 1),
+    ]
 
     # The late event went to the late topic untouched, keyed by member.
     assert [(k, events_pb2.Event.FromString(v).event_id) for k, v in late] == [(b"u1", "e14")]
@@ -122,10 +148,8 @@ async def test_scripted_events_give_hand_computed_features(
         )
     ]
 
-    # The durable copy in Cassandra holds the same values with the same event time.
-    stored = await CassandraFeatureStore(fe.client, fe.keyspace).read("u1")
+    # The durable copy in Cassandra holds the same values (with the same event time, waited for).
     assert {name: f.value for name, f in stored.items()} == EXPECTED_U1
-    assert {f.event_time_ms for f in stored.values()} == {_ms(25)}
 
     assert _metric(metrics, "recsys_features_duplicates_total") == 1.0
     assert _metric(metrics, "recsys_features_late_events_total") == 1.0

@@ -24,7 +24,7 @@ from cassandra.cluster import (
     Session,
 )
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement, dict_factory
+from cassandra.query import PreparedStatement, Statement, dict_factory
 
 from recsys.config import CassandraSettings
 
@@ -57,6 +57,10 @@ class CassandraClient:
     async def execute(self, cql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a prepared statement without blocking the event loop (first page of results)."""
         return await _as_asyncio(self.session.execute_async(self.prepare(cql), params))
+
+    async def run(self, statement: Statement) -> list[dict[str, Any]]:
+        """Run a built statement (a bound or batch statement) without blocking the loop."""
+        return await _as_asyncio(self.session.execute_async(statement))
 
     def close(self) -> None:
         self.cluster.shutdown()
