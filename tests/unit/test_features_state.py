@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from recsys_features.catalog import DictCatalog, TitleInfo
 from recsys_features.state import Applied, UserState
 from tests.features_support import EXPECTED_U1, T0, event, minutes, scripted_u1
@@ -178,3 +180,35 @@ def test_encode_decode_round_trip_keeps_every_value() -> None:
     copy = UserState.decode(state.encode())
     assert copy == state
     assert copy.features() == state.features()
+
+
+def test_an_idle_closed_session_is_not_summarised_again_by_the_next_event() -> None:
+    state, _ = run(event("a", "view", minutes(0)), event("b", "view", minutes(10)))
+    idle = state.close_idle("u1")
+    assert idle is not None
+    assert (idle.duration_sec, idle.event_count) == (600, 2)
+    assert state.close_idle("u1") is None  # once
+    assert state.idle_candidate_ms is None
+    nxt = state.apply(event("c", "view", minutes(90)), CATALOG, grace_ms=GRACE)
+    assert nxt.closed_session is None
+    assert state.idle_candidate_ms == int((T0 + minutes(90)).timestamp() * 1000)
+
+
+def test_an_idle_closed_session_that_grows_is_summarised_again_with_the_same_id() -> None:
+    state, _ = run(event("a", "view", minutes(0)), event("b", "view", minutes(10)))
+    first = state.close_idle("u1")
+    state.apply(event("c", "view", minutes(20)), CATALOG, grace_ms=GRACE)  # within the gap
+    again = state.apply(event("d", "view", minutes(90)), CATALOG, grace_ms=GRACE).closed_session
+    assert first is not None
+    assert again is not None
+    assert again.session_id == first.session_id
+    assert (again.duration_sec, again.event_count) == (1200, 3)
+
+
+def test_states_encoded_before_the_emitted_flag_still_decode() -> None:
+    state, _ = run(event("a", "view", minutes(0)))
+    state.close_idle("u1")
+    encoded = orjson.loads(state.encode())
+    assert encoded["ss"][3] is True
+    encoded["ss"] = encoded["ss"][:3]
+    assert UserState.decode(orjson.dumps(encoded)).session_emitted is False

@@ -181,6 +181,11 @@ class FeaturesSettings(BaseModel):
     trending_flush_interval_s: float = Field(
         default=5.0, gt=0, description="How often changed per-country trending counts are written."
     )
+    idle_session_check_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often sessions idle past the gap (in event time) are summarised.",
+    )
     catalog_refresh_s: float = Field(default=300.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0, description="Kafka offset commits.")
     session_timeout_s: float = Field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from recsys_features.catalog import CassandraCatalog, Catalog
 from recsys_features.fold import BatchResult, MemberUpdate, Record, fold_batch
 from recsys_features.metrics import FeatureMetrics
 from recsys_features.redis_store import RedisFeatureStore
-from recsys_features.state import Applied, UserState
+from recsys_features.state import SESSION_GAP_MS, Applied, UserState
 from recsys_features.store_writer import StoreWriter
 from recsys_features.trending import PartitionTrending
 from recsys_features.trending_store import TrendingStore
@@ -45,6 +46,14 @@ TABLE_NAME = "member_state"
 def data_dir(settings: Settings) -> Path:
     base = settings.features.data_dir or settings.infra.state_dir / "features"
     return base / settings.features.app_id
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClose:
+    key: bytes
+    partition: int
+    state: bytes  # the member's state with the session marked summarised
+    summary: bytes  # SessionSummary JSON
 
 
 class FeatureJob:
@@ -76,6 +85,8 @@ class FeatureJob:
         self.writers = (self.redis, self.cassandra)
         self.trending_store = trending_store
         self.trending: dict[int, PartitionTrending] = {}  # partition -> its members' counts
+        # partition -> member -> last event time of its open, not yet summarised session
+        self.open_sessions: dict[int, dict[bytes, int]] = {}
         self.positions: dict[int, int] = {}  # partition -> next offset to process
 
     def partition_of(self, key: bytes) -> int:
@@ -117,6 +128,42 @@ class FeatureJob:
             plays=update.plays,
             watermark_ms=update.snapshot.event_time_ms,
         )
+        sessions = self.open_sessions.setdefault(update.partition, {})
+        if update.idle_candidate_ms is None:
+            sessions.pop(update.key, None)
+        else:
+            sessions[update.key] = update.idle_candidate_ms
+
+    def close_idle_sessions(self, store: Any) -> list[SessionClose]:
+        """Summarise sessions idle past the gap (plus grace) in their partition's event time.
+
+        A partition's event time is its newest member event; an idle member's session closes
+        once the partition has moved more than ``gap + grace`` past its last event, so an
+        in-grace event of that member can no longer belong to it. The summary is marked in the
+        member's state (written to ``store``), so the member's next event does not emit it
+        again. Returns the closes for the changelog and the sessions topic.
+        """
+        closes: list[SessionClose] = []
+        for partition, sessions in self.open_sessions.items():
+            trending = self.trending.get(partition)
+            if trending is None:
+                continue
+            cutoff = trending.watermark_ms - SESSION_GAP_MS - self.grace_ms
+            for key in [k for k, last in sessions.items() if last < cutoff]:
+                del sessions[key]
+                raw = store.get(key)
+                if raw is None:
+                    continue
+                state = UserState.decode(raw)
+                summary = state.close_idle(key.decode())
+                if summary is None:
+                    continue
+                encoded = state.encode()
+                store[key] = encoded
+                closes.append(SessionClose(key, partition, encoded, summary.to_json()))
+        if closes:
+            self.metrics.sessions.inc(len(closes))
+        return closes
 
     def rematerialize(self, states: Iterable[tuple[bytes, bytes]]) -> int:
         """Queue store writes and rebuild the trending counts of recovered states (key,
@@ -147,6 +194,7 @@ class FeatureJob:
             writer.drop(partitions)
         for partition in partitions:
             self.trending.pop(partition, None)
+            self.open_sessions.pop(partition, None)
 
 
 def create_app(settings: Settings, job: FeatureJob) -> Any:
@@ -223,6 +271,19 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
     @app.timer(fs.trending_flush_interval_s)  # type: ignore[untyped-decorator]
     async def flush_trending() -> None:
         await job.flush_trending()
+
+    @app.timer(fs.idle_session_check_s)  # type: ignore[untyped-decorator]
+    async def close_idle_sessions() -> None:
+        closes = job.close_idle_sessions(table.data)
+        if not closes:
+            return
+        send = app.producer.send
+        changelog = table.changelog_topic.get_topic_name()
+        pending = []
+        for c in closes:
+            pending.append(await send(changelog, c.key, c.state, c.partition, None, None))
+            pending.append(await send(fs.sessions_topic, c.key, c.summary, None, None, None))
+        await asyncio.gather(*pending)
 
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:

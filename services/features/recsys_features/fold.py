@@ -43,6 +43,7 @@ class MemberUpdate:
     snapshot: FeatureSnapshot
     country: str  # the member's country and (title, latest play ms): their trending share
     plays: tuple[tuple[str, int], ...]
+    idle_candidate_ms: int | None  # last event of a session not yet summarised
 
     @classmethod
     def of(cls, key: bytes, partition: int, state: UserState) -> MemberUpdate:
@@ -53,6 +54,7 @@ class MemberUpdate:
             FeatureSnapshot(key.decode(), state.watermark_ms, state.features()),
             state.country,
             tuple((title, at_ms) for at_ms, title in state.watched),
+            state.idle_candidate_ms,
         )
 
 

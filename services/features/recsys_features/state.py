@@ -133,6 +133,7 @@ class UserState:
     session_start_ms: int = 0
     session_last_ms: int = 0
     session_events: int = 0
+    session_emitted: bool = False  # the open session's summary went out (idle close)
     device: str = ""
     device_ms: int = 0
     country: str = ""
@@ -180,17 +181,36 @@ class UserState:
             self.session_events = 1
             return None
         if t - self.session_last_ms > SESSION_GAP_MS:
-            closed = SessionSummary(
-                user_id, self.session_start_ms, self.session_last_ms, self.session_events
-            )
+            closed = None if self.session_emitted else self._summary(user_id)
             self.session_start_ms = self.session_last_ms = t
             self.session_events = 1
+            self.session_emitted = False
             return closed
         # Inside the gap of the open session (grace < gap, so a non-late event always is).
         self.session_start_ms = min(self.session_start_ms, t)
         self.session_last_ms = max(self.session_last_ms, t)
         self.session_events += 1
+        # An idle-closed session that grows is summarised again when it closes (same id).
+        self.session_emitted = False
         return None
+
+    def _summary(self, user_id: str) -> SessionSummary:
+        return SessionSummary(
+            user_id, self.session_start_ms, self.session_last_ms, self.session_events
+        )
+
+    def close_idle(self, user_id: str) -> SessionSummary | None:
+        """Summarise the open session without waiting for the member's next event (the
+        caller knows event time has moved past its gap); None if already summarised."""
+        if not self.session_events or self.session_emitted:
+            return None
+        self.session_emitted = True
+        return self._summary(user_id)
+
+    @property
+    def idle_candidate_ms(self) -> int | None:
+        """The last event time of an open session not yet summarised, else None."""
+        return self.session_last_ms if self.session_events and not self.session_emitted else None
 
     def _fold(self, event: events_pb2.Event, t: int, catalog: Catalog, *, open_after: int) -> None:
         kind = event.event_type
@@ -305,7 +325,12 @@ class UserState:
             {
                 "wm": self.watermark_ms,
                 "seen": self.seen,
-                "ss": [self.session_start_ms, self.session_last_ms, self.session_events],
+                "ss": [
+                    self.session_start_ms,
+                    self.session_last_ms,
+                    self.session_events,
+                    self.session_emitted,
+                ],
                 "dev": [self.device, self.device_ms, self.country],
                 "watch": self.watch,
                 "search": self.searches,
@@ -319,7 +344,7 @@ class UserState:
     @classmethod
     def decode(cls, raw: bytes) -> UserState:
         d = orjson.loads(raw)
-        start, last, count = d["ss"]
+        start, last, count, *emitted = d["ss"]  # states written before v2 have 3 items
         device, device_ms, country = d["dev"]
         return cls(
             watermark_ms=d["wm"],
@@ -327,6 +352,7 @@ class UserState:
             session_start_ms=start,
             session_last_ms=last,
             session_events=count,
+            session_emitted=bool(emitted and emitted[0]),
             device=device,
             device_ms=device_ms,
             country=country,

@@ -21,6 +21,7 @@ from recsys_features.trending_store import TrendingStore
 from tests.features_support import (
     EXPECTED_U1,
     T0,
+    event,
     minutes,
     produce,
     running_worker,
@@ -72,7 +73,10 @@ async def test_scripted_events_give_hand_computed_features(
     feature_env: FeatureEnv, redis: Redis
 ) -> None:
     fe = feature_env
-    await produce(fe.settings, fe.events_topic, scripted_u1() + scripted_u2())
+    # u4 shares u2's partition (of 3): its event at 12:10 moves that partition's event time
+    # more than gap + grace (35 min) past u2's last event (11:30), which closes u2's session.
+    u4 = [event("x1", "view", minutes(130), user="u4")]
+    await produce(fe.settings, fe.events_topic, scripted_u1() + scripted_u2() + u4)
     port = free_port()
     env = {**fe.env, "RECSYS_METRICS__PORT": str(port)}
     store = RedisFeatureStore(redis, fe.key_prefix)
@@ -106,7 +110,7 @@ async def test_scripted_events_give_hand_computed_features(
         stored = await wait_for(u1_durable, what="u1 features in Cassandra", proc=proc)
         top_24h = await wait_for(trending_done, what="trending titles", proc=proc)
         late = await _read_topic(fe, fe.late_topic, 1)
-        sessions = await _read_topic(fe, fe.sessions_topic, 1)
+        sessions = await _read_topic(fe, fe.sessions_topic, 2)
         metrics = await wait_for(
             lambda: _scraped_when(port, "recsys_features_late_events_total"), what="metrics"
         )
@@ -133,7 +137,8 @@ async def test_scripted_events_give_hand_computed_features(
     # The late event went to the late topic untouched, keyed by member.
     assert [(k, events_pb2.Event.FromString(v).event_id) for k, v in late] == [(b"u1", "e14")]
 
-    # The first session of u2 was closed and summarised when s3 proved the 40 min gap.
+    # The first session of u2 was closed and summarised when s3 proved the 40 min gap; the
+    # second when u4's event moved the partition's event time past it (no event of u2 needed).
     assert [(k, orjson.loads(v)) for k, v in sessions] == [
         (
             b"u2",
@@ -145,7 +150,18 @@ async def test_scripted_events_give_hand_computed_features(
                 "duration_sec": 600,
                 "event_count": 2,
             },
-        )
+        ),
+        (
+            b"u2",
+            {
+                "session_id": f"u2:{_ms(50)}",
+                "user_id": "u2",
+                "start_ms": _ms(50),
+                "end_ms": _ms(90),
+                "duration_sec": 2400,
+                "event_count": 3,
+            },
+        ),
     ]
 
     # The durable copy in Cassandra holds the same values (with the same event time, waited for).
@@ -153,7 +169,7 @@ async def test_scripted_events_give_hand_computed_features(
 
     assert _metric(metrics, "recsys_features_duplicates_total") == 1.0
     assert _metric(metrics, "recsys_features_late_events_total") == 1.0
-    assert _metric(metrics, "recsys_features_sessions_closed_total") == 1.0
+    assert _metric(metrics, "recsys_features_sessions_closed_total") == 2.0
 
 
 async def _scraped_when(port: int, name: str) -> str | None:
