@@ -219,6 +219,7 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         producer_acks=-1,
         # A batch sends one changelog record per member at once: let them share requests.
         producer_linger=0.005,
+        producer_max_batch_size=1024 * 1024,
         # Fetch and buffer whole batches: the agent takes up to batch_max_events at a time.
         broker_max_poll_records=fs.batch_max_events,
         stream_buffer_maxsize=max(4096, 2 * fs.batch_max_events),

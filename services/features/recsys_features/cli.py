@@ -2,11 +2,14 @@
 
 recsys features show u123          # a table: feature, value, age, source
 recsys features show u123 --json   # one JSON object, for scripts
+recsys features trending US        # the country's most played titles of the last hour
+recsys features trending US --window 24h --limit 50 --json
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from typing import Annotated
 
@@ -19,6 +22,7 @@ from recsys.config import Settings
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.reader import FeatureValue, read_user_features
 from recsys_features.redis_store import RedisFeatureStore
+from recsys_features.trending_store import TrendingStore
 
 __all__ = ["features_app"]
 
@@ -48,6 +52,61 @@ def show(
         typer.echo(orjson.dumps({"user_id": user, "features": [v.to_json() for v in values]}))
         return
     typer.echo(_table(user, values))
+
+
+class TrendingWindow(enum.StrEnum):
+    HOUR = "1h"
+    DAY = "24h"
+
+    @property
+    def feature(self) -> str:
+        return f"trending_titles_{self.value}"
+
+
+@features_app.command()
+def trending(
+    country: Annotated[str, typer.Argument(help="ISO 3166-1 alpha-2 country code, e.g. US.")],
+    window: Annotated[
+        TrendingWindow, typer.Option(help="Sliding window of event time.")
+    ] = TrendingWindow.HOUR,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many titles.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print a country's most played titles (distinct members per title) over a window."""
+    settings = Settings()
+    code = country.strip().upper()
+    if len(code) != 2 or not code.isalpha():
+        typer.echo(f"error: {country!r} is not a two-letter country code", err=True)
+        raise typer.Exit(2)
+    try:
+        top = asyncio.run(_trending(settings, code, window.feature, limit))
+    except Exception as exc:  # Redis down: one clear line, exit 1
+        typer.echo(f"error: cannot read trending titles of {code}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        titles = [{"title_id": t, "members": n} for t, n in top]
+        typer.echo(orjson.dumps({"country": code, "feature": window.feature, "titles": titles}))
+        return
+    if not top:
+        typer.echo(f"no plays in {code} within {window.value} (is the features worker running?)")
+        return
+    width = max(len(t) for t, _ in top)
+    lines = [f"{window.feature} of {code} (distinct members per title)"]
+    lines += [f"  {rank:>3}. {t:<{width}}  {n}" for rank, (t, n) in enumerate(top, 1)]
+    typer.echo("\n".join(lines))
+
+
+async def _trending(
+    settings: Settings, country: str, feature: str, limit: int
+) -> list[tuple[str, int]]:
+    redis = redis_client(settings.redis)
+    try:
+        store = TrendingStore(
+            redis, settings.redis.key_prefix, partitions=settings.features.partitions
+        )
+        return await store.read(country, feature, limit=limit)
+    finally:
+        await redis.aclose()
 
 
 async def _read(settings: Settings, user: str) -> list[FeatureValue]:

@@ -104,12 +104,18 @@ class PartitionTrending:
         if old == new and watermark_ms <= self.watermark_ms:
             return
         self._advance(watermark_ms)
+        removed: Iterable[Play] = old[1] if old is not None else ()
+        added: Iterable[Play] = new[1]
+        if old is not None and old[0] == new[0]:
+            # Usually one play changed out of up to 50: apply only the difference.
+            before, after = set(old[1]), set(new[1])
+            removed, added = before - after, after - before
         for counts in self._counts:
             oldest = counts.window.oldest_bucket(self.watermark_ms)
             if old is not None:
-                for title, at_ms in old[1]:
+                for title, at_ms in removed:
                     self._mark(counts, counts.add(old[0], title, at_ms, -1, oldest))
-            for title, at_ms in new[1]:
+            for title, at_ms in added:
                 self._mark(counts, counts.add(new[0], title, at_ms, +1, oldest))
         if new[1]:
             self._members[member] = new

@@ -1,4 +1,4 @@
-"""``recsys features show`` against the real Redis and Cassandra."""
+"""``recsys features show`` and ``trending`` against the real Redis and Cassandra."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.cli import features_app
 from recsys_features.redis_store import RedisFeatureStore
 from recsys_features.snapshot import FeatureSnapshot
+from recsys_features.trending_store import TrendingStore
 from tests.integration.features.conftest import make_keyspace
 
 pytestmark = pytest.mark.integration
@@ -38,10 +39,14 @@ async def _seed(settings: Settings, keyspace: str, prefix: str, now_ms: int) -> 
     try:
         hot = FeatureSnapshot("hot", now_ms - 5_000, VALUES)
         await RedisFeatureStore(redis, prefix).write([hot], written_at_ms=now_ms)
-        # Written 10 min ago: the 5 min search window has expired in Redis; Cassandra's own TTL
-        # (from the same registry) has not been applied by a real clock here, so it serves it.
+        # Only in Cassandra (Redis lost it): served from there.
         cold = FeatureSnapshot("cold", now_ms - 60_000, VALUES)
         await CassandraFeatureStore(cassandra, keyspace).write([cold], written_at_ms=now_ms)
+        # Only in Cassandra and written 10 min ago: the 5 min search feature is past its TTL.
+        cold2 = FeatureSnapshot("cold2", now_ms - 600_000, VALUES)
+        await CassandraFeatureStore(cassandra, keyspace).write(
+            [cold2], written_at_ms=now_ms - 600_000
+        )
         stale = FeatureSnapshot("hot2", now_ms - 600_000, VALUES)
         await RedisFeatureStore(redis, prefix).write([stale], written_at_ms=now_ms - 600_000)
     finally:
@@ -88,6 +93,10 @@ def test_show_reads_redis_then_cassandra_then_defaults(infra: Settings) -> None:
         assert hot2["search_terms_last_5min"]["value"] == []
         assert hot2["session_duration_sec"]["source"] == "redis"
 
+        cold2 = show("cold2")
+        assert cold2["search_terms_last_5min"]["source"] == "default"
+        assert cold2["session_duration_sec"]["source"] == "cassandra"
+
         nobody = show("nobody")
         assert {f["source"] for f in nobody.values()} == {"default"}
         assert nobody["content_completion_rate_today"]["value"] == 0.0
@@ -101,3 +110,45 @@ def test_show_reads_redis_then_cassandra_then_defaults(infra: Settings) -> None:
         client = connect_cassandra(infra.cassandra)
         client.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
         client.close()
+
+
+async def _seed_trending(settings: Settings, prefix: str) -> None:
+    redis = redis_client(settings.redis)
+    try:
+        store = TrendingStore(redis, prefix, partitions=settings.features.partitions)
+        # Two partitions' shares of the same country add up; another country stays apart.
+        await store.write(0, {("trending_titles_1h", "US"): {"tt_a": 2, "tt_b": 1}})
+        await store.write(3, {("trending_titles_1h", "US"): {"tt_b": 3, "tt_c": 2}})
+        await store.write(1, {("trending_titles_1h", "GB"): {"tt_z": 9}})
+    finally:
+        await redis.aclose()
+
+
+def test_trending_adds_up_the_partitions_of_a_country(infra: Settings) -> None:
+    prefix = f"rec:v1:test:{uuid.uuid4().hex[:10]}"
+    asyncio.run(_seed_trending(infra, prefix))
+    env = {"RECSYS_REDIS__KEY_PREFIX": prefix}
+    runner = CliRunner()
+    try:
+        result = runner.invoke(features_app, ["trending", "us", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        doc = orjson.loads(result.output)
+        assert doc["country"] == "US"
+        # tt_b 1 + 3; tt_a and tt_c tie at 2 and are ordered by title id.
+        assert [(t["title_id"], t["members"]) for t in doc["titles"]] == [
+            ("tt_b", 4),
+            ("tt_a", 2),
+            ("tt_c", 2),
+        ]
+        table = runner.invoke(features_app, ["trending", "US", "--limit", "1"], env=env)
+        assert table.exit_code == 0
+        assert "tt_b" in table.output
+        assert "tt_a" not in table.output
+        empty = runner.invoke(features_app, ["trending", "FR", "--window", "24h"], env=env)
+        assert empty.exit_code == 0
+        assert "no plays in FR" in empty.output
+        bad = runner.invoke(features_app, ["trending", "USA"], env=env)
+        assert bad.exit_code == 2
+        assert "not a two-letter country code" in bad.output
+    finally:
+        asyncio.run(_cleanup(infra, prefix))
