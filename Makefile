@@ -20,7 +20,7 @@ up: venv infra-up bootstrap services-up ## Set up everything and run it (virtual
 	@$(RECSYS) infra status
 	@$(RECSYS) services status
 	@echo
-	@echo "Ingest API: http://127.0.0.1:$${RECSYS_INGEST__PORT:-8081}/docs  (X-API-Key: local-dev-key; curl example in README.md)"
+	@$(RECSYS) services endpoints
 	@echo "Kafka $${RECSYS_KAFKA__PORT:-9092}, Cassandra $${RECSYS_CASSANDRA__PORT:-9042}, Redis $${RECSYS_REDIS__PORT:-6379} on 127.0.0.1."
 	@echo "Next: .venv/bin/recsys world generate && .venv/bin/recsys simulate --rate 200 --duration 60"
 	@echo "Stop everything with: make down"
@@ -49,7 +49,7 @@ infra-down: venv ## Stop the servers infra-up started
 infra-status: venv ## What runs where, and where its logs are
 	$(RECSYS) infra status
 
-services-up: venv ## Start the platform's services (ingest) and wait until each is ready
+services-up: venv ## Start the services (ingest, feature workers, bronze writer); wait until each is ready
 	$(RECSYS) services up
 
 services-down: venv ## Stop the services services-up started

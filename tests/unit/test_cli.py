@@ -11,7 +11,8 @@ from recsys.cli.main import build_app
     [
         (["--help"], ["infra", "services"]),
         (["infra", "--help"], ["up", "down", "status", "topics", "migrate", "bootstrap"]),
-        (["services", "--help"], ["up", "down", "status"]),
+        (["services", "--help"], ["up", "down", "status", "endpoints"]),
+        (["services", "up", "--help"], ["ingest, features, bronze"]),
         (["infra", "status", "--help"], ["--json", "kafka, cassandra, redis"]),
     ],
 )

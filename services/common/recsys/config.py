@@ -28,6 +28,7 @@ __all__ = [
     "LogSettings",
     "MetricsSettings",
     "RedisSettings",
+    "ServicesSettings",
     "Settings",
     "repo_root",
 ]
@@ -228,6 +229,52 @@ class InfraSettings(BaseModel):
     stop_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class ServicesSettings(BaseModel):
+    """The platform's services as `recsys services up` (and `make up`) runs them locally.
+
+    Each runs as its own process with its own ``/metrics`` port (given to the child as its
+    ``RECSYS_METRICS__PORT``), which is also where its readiness is probed.
+    """
+
+    features_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Feature stream workers (features-1 ... features-N), one consumer group; "
+        "more than the events topic's partitions sit idle.",
+    )
+    features_metrics_port: int = Field(
+        default=9101,
+        ge=1,
+        le=65535,
+        description="/metrics of features-1; features-N listens on this + N - 1.",
+    )
+    bronze_metrics_port: int = Field(
+        default=9100, ge=1, le=65535, description="/metrics of the bronze lake writer."
+    )
+
+    def features_port(self, index: int) -> int:
+        """The metrics port of worker ``features-<index>`` (1-based)."""
+        if index < 1:
+            raise ValueError(f"feature workers are numbered from 1, not {index}")
+        return self.features_metrics_port + index - 1
+
+    @model_validator(mode="after")
+    def _ports_are_distinct(self) -> ServicesSettings:
+        last = self.features_port(self.features_workers)
+        if last > 65535:
+            raise ValueError(
+                f"features_metrics_port {self.features_metrics_port} + {self.features_workers} "
+                "workers runs past port 65535"
+            )
+        if self.features_metrics_port <= self.bronze_metrics_port <= last:
+            raise ValueError(
+                f"bronze_metrics_port {self.bronze_metrics_port} falls inside the feature "
+                f"workers' metrics ports {self.features_metrics_port}-{last}"
+            )
+        return self
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -255,5 +302,6 @@ class Settings(BaseSettings):
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
     infra: InfraSettings = Field(default_factory=InfraSettings)
+    services: ServicesSettings = Field(default_factory=ServicesSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

@@ -4,11 +4,43 @@ from __future__ import annotations
 
 import typer
 
-from recsys.cli.processes import add_lifecycle_commands
+from recsys.cli.processes import add_lifecycle_commands, fail
+from recsys.config import Settings
 from recsys.infra import manager
+from recsys.infra.server import InfraError
 
 app = typer.Typer(
-    help="Run the platform's services locally (needs `recsys infra up` first).",
+    help="Run the platform's services locally (needs `recsys infra up` first). `features` "
+    "stands for the feature workers features-1 ... features-N (RECSYS_SERVICES__FEATURES_WORKERS).",
     no_args_is_help=True,
 )
 add_lifecycle_commands(app, manager.SERVICE_NAMES, "services")
+
+LOCAL_API_KEY = "local-dev-key"
+
+
+@app.command()
+def endpoints() -> None:
+    """Where to look: the ingest API and each worker's /metrics, from the settings."""
+    settings = Settings()
+    try:
+        found = manager.service_endpoints(settings)
+    except InfraError as exc:
+        raise fail(str(exc)) from None
+    for line in endpoint_lines(settings, found):
+        typer.echo(line)
+
+
+def endpoint_lines(settings: Settings, found: list[tuple[str, str]]) -> list[str]:
+    key = (
+        LOCAL_API_KEY
+        if LOCAL_API_KEY in settings.ingest.api_key_set
+        else "one of RECSYS_INGEST__API_KEYS"
+    )
+    lines = []
+    for name, url in found:
+        if name == "ingest":
+            lines.append(f"Ingest API:  {url}  (X-API-Key: {key}; curl example in README.md)")
+        else:
+            lines.append(f"Metrics:     {url}  ({name})")
+    return lines

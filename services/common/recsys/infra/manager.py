@@ -3,6 +3,11 @@
 report = await up(settings)          # idempotent: running servers are left as they are
 for s in status(settings): print(s)
 down(settings)                       # stops only the processes `up` started, by pid
+
+The same functions run the platform's services (``SERVICE_NAMES``). ``features`` names the
+group of feature workers, ``features-1`` ... ``features-N`` (N is
+``settings.services.features_workers``); ``down`` and ``status`` also take in workers beyond N
+that an earlier ``up`` with more workers started, so lowering the setting strands no process.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from recsys.config import Settings
@@ -18,7 +24,14 @@ from recsys.infra.kafka import KafkaServer
 from recsys.infra.process import describe_listener, read_record, spawn, terminate
 from recsys.infra.redis import RedisServer
 from recsys.infra.server import InfraError, Server, port_is_free
-from recsys.infra.services import IngestService
+from recsys.infra.services import (
+    FEATURES_GROUP,
+    BronzeService,
+    FeaturesWorker,
+    IngestService,
+    MetricsReadyService,
+    features_index,
+)
 
 __all__ = [
     "SERVER_NAMES",
@@ -27,14 +40,15 @@ __all__ = [
     "StartResult",
     "down",
     "servers",
+    "service_endpoints",
     "status",
     "up",
 ]
 
 # Infrastructure first, then the platform's services that depend on it.
 SERVER_NAMES = ("kafka", "cassandra", "redis")
-SERVICE_NAMES = ("ingest",)
-_ALL = (*SERVER_NAMES, *SERVICE_NAMES)
+SERVICE_NAMES = ("ingest", FEATURES_GROUP, "bronze")
+_ALL = (*SERVER_NAMES, *SERVICE_NAMES)  # also the start order; down goes the other way
 _LOG_TAIL_LINES = 30
 
 Progress = Callable[[str], None]
@@ -62,19 +76,58 @@ class ServerStatus:
     data_dir: str
 
 
-def servers(settings: Settings, names: Iterable[str] | None = None) -> list[Server]:
-    """The named processes (default: the infrastructure servers), in dependency order."""
+def servers(
+    settings: Settings, names: Iterable[str] | None = None, *, recorded: bool = False
+) -> list[Server]:
+    """The named processes (default: the infrastructure servers), in dependency order.
+
+    ``features`` stands for every configured feature worker; with ``recorded`` it also takes in
+    workers beyond the configured count that have a pid record (started by an earlier ``up``).
+    """
     wanted = list(names or SERVER_NAMES)
-    unknown = sorted(set(wanted) - set(_ALL))
+    unknown = sorted(n for n in set(wanted) - set(_ALL) if features_index(n) is None)
     if unknown:
-        raise InfraError(f"unknown server(s) {unknown}; choose from {list(_ALL)}")
-    by_name: dict[str, Server] = {
-        "kafka": KafkaServer(settings),
-        "cassandra": CassandraServer(settings),
-        "redis": RedisServer(settings),
-        "ingest": IngestService(settings),
+        choices = [*_ALL, f"{FEATURES_GROUP}-<n>"]
+        raise InfraError(f"unknown server(s) {unknown}; choose from {choices}")
+    single: dict[str, Callable[[Settings], Server]] = {
+        "kafka": KafkaServer,
+        "cassandra": CassandraServer,
+        "redis": RedisServer,
+        "ingest": IngestService,
+        "bronze": BronzeService,
     }
-    return [by_name[n] for n in _ALL if n in wanted]
+    indexes: set[int] = set()
+    chosen: list[Server] = []
+    for name in _ALL:
+        if name == FEATURES_GROUP:
+            if name in wanted:
+                indexes.update(range(1, settings.services.features_workers + 1))
+                if recorded:
+                    indexes.update(_recorded_workers(settings))
+            indexes.update(i for n in wanted if (i := features_index(n)) is not None)
+            chosen += [FeaturesWorker(settings, i) for i in sorted(indexes)]
+        elif name in wanted:
+            chosen.append(single[name](settings))
+    return chosen
+
+
+def _recorded_workers(settings: Settings) -> list[int]:
+    """Indexes of the feature workers that have a pid record in the state directory."""
+    found = []
+    for record in settings.infra.state_dir.glob(f"{FEATURES_GROUP}-*/process.json"):
+        index = features_index(record.parent.name)
+        if index is not None:
+            found.append(index)
+    return sorted(found)
+
+
+def service_endpoints(settings: Settings) -> list[tuple[str, str]]:
+    """(name, URL) of what a person opens for each configured service, in start order."""
+    found: list[tuple[str, str]] = [("ingest", f"{settings.ingest.url}/docs")]
+    for server in servers(settings, SERVICE_NAMES):
+        if isinstance(server, MetricsReadyService):
+            found.append((server.name, server.metrics_url))
+    return found
 
 
 async def up(
@@ -82,8 +135,22 @@ async def up(
 ) -> list[StartResult]:
     """Start what is not running, in parallel, and wait until each answers a real request."""
     chosen = servers(settings, names)
+    _check_distinct_ports(chosen)
     results = await asyncio.gather(*(_start(s, settings, progress) for s in chosen))
     return list(results)
+
+
+def _check_distinct_ports(chosen: list[Server]) -> None:
+    # Two of ours on one port would both find it free and then race for it.
+    owner: dict[int, str] = {}
+    for server in chosen:
+        for port in server.ports:
+            if port in owner:
+                raise InfraError(
+                    f"{owner[port]} and {server.name} are both configured for port {port}; "
+                    "change one of them (see docs/infrastructure.md)"
+                )
+            owner[port] = server.name
 
 
 async def _start(server: Server, settings: Settings, progress: Progress) -> StartResult:
@@ -91,9 +158,10 @@ async def _start(server: Server, settings: Settings, progress: Progress) -> Star
     record = read_record(server.record_path)
     if record is not None and record.alive:
         if record.address != server.address:
+            group = "infra" if server.name in SERVER_NAMES else "services"
             raise InfraError(
                 f"{server.name} already runs from this checkout on {record.address}, not on "
-                f"{server.address}; stop it first (`recsys infra down {server.name}`)"
+                f"{server.address}; stop it first (`recsys {group} down {server.name}`)"
             )
         await _wait_ready(server, settings.infra.start_timeout_s, t0)
         return StartResult(
@@ -121,6 +189,7 @@ async def _start(server: Server, settings: Settings, progress: Progress) -> Star
         record_path=server.record_path,
         log_path=server.log_path,
         cwd=server.home,
+        env=server.env(),
     )
     progress(
         f"{server.name}: started pid {record.pid}, waiting for it to answer on {server.address}"
@@ -177,24 +246,63 @@ def _host(server: Server) -> str:
 def down(
     settings: Settings, names: Iterable[str] | None = None, progress: Progress = print
 ) -> dict[str, str]:
-    """Stop the servers we started (by recorded pid); anything else is left alone."""
+    """Stop the servers we started (by recorded pid); anything else is left alone.
+
+    The services (clients of the servers) go first and together: stopping feature workers one
+    by one would hand each one's partitions to the others just before they stop too. Then the
+    servers, one at a time in reverse start order.
+    """
+    chosen = list(reversed(servers(settings, names, recorded=True)))
+    services = [s for s in chosen if s.name not in SERVER_NAMES]
+    infra = [s for s in chosen if s.name in SERVER_NAMES]
     outcome: dict[str, str] = {}
-    # Reverse order: clients of Kafka and Cassandra go first in later issues.
-    for server in reversed(servers(settings, names)):
-        record = read_record(server.record_path)
-        if record is None:
-            outcome[server.name] = "not started by recsys"
-            continue
-        result = terminate(record, timeout_s=settings.infra.stop_timeout_s)
-        server.record_path.unlink(missing_ok=True)
+    if services:
+        with ThreadPoolExecutor(max_workers=len(services)) as pool:
+            results = list(pool.map(lambda s: _stop(s, settings), services))
+        for server, result in zip(services, results, strict=True):
+            outcome[server.name] = result
+            if result != _NOT_OURS:
+                progress(f"{server.name}: {result}")
+    for server in infra:
+        result = _stop(server, settings)
         outcome[server.name] = result
-        progress(f"{server.name}: {result}")
+        if result != _NOT_OURS:
+            progress(f"{server.name}: {result}")
     return outcome
 
 
+_NOT_OURS = "not started by recsys"
+
+
+def _stop(server: Server, settings: Settings) -> str:
+    record = read_record(server.record_path)
+    if record is None:
+        return _NOT_OURS
+    result = terminate(record, timeout_s=settings.infra.stop_timeout_s)
+    server.record_path.unlink(missing_ok=True)
+    return result
+
+
 async def status(settings: Settings, names: Iterable[str] | None = None) -> list[ServerStatus]:
-    """Each server's state; "running" means its pid is ours and it answered a request."""
-    return list(await asyncio.gather(*(_status(s) for s in servers(settings, names))))
+    """Each server's state; "running" means its pid is ours and it answered a request.
+
+    Feature workers beyond the configured count are listed only while they still run (unless
+    named one by one).
+    """
+    configured = settings.services.features_workers
+    named = set(names or SERVER_NAMES)
+    chosen = [
+        s
+        for s in servers(settings, names, recorded=True)
+        if s.name in named
+        or not (isinstance(s, FeaturesWorker) and s.index > configured and not _alive(s))
+    ]
+    return list(await asyncio.gather(*(_status(s) for s in chosen)))
+
+
+def _alive(server: Server) -> bool:
+    record = read_record(server.record_path)
+    return record is not None and record.alive
 
 
 async def _status(server: Server) -> ServerStatus:

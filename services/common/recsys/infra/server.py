@@ -60,6 +60,10 @@ class Server(abc.ABC):
     async def probe(self) -> None:
         """Return when the server answers a real request; raise when it does not (yet)."""
 
+    def env(self) -> dict[str, str]:
+        """Variables added to the inherited environment of the process (its own settings)."""
+        return {}
+
     def ensure_dirs(self) -> None:
         for d in (self.data_dir, self.log_dir, self.conf_dir):
             d.mkdir(parents=True, exist_ok=True)

@@ -1,19 +1,37 @@
 """The platform's own services as local processes, managed like the servers they depend on.
 
 Each service runs its console script from the virtualenv (``recsys-ingest`` ...) and counts as
-ready when its readiness endpoint answers 200.
+ready when a real request says so: the ingest API's readiness endpoint answers 200; a stream
+worker (``recsys-features``, ``recsys-bronze``) exports its readiness gauge as 1 on its own
+``/metrics`` port, which it gets through ``RECSYS_METRICS__PORT`` in its environment.
 """
 
 from __future__ import annotations
 
+import abc
+import re
 import sys
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
+from recsys.config import Settings
 from recsys.infra.server import InfraError, Server
 
-__all__ = ["IngestService"]
+__all__ = [
+    "FEATURES_GROUP",
+    "BronzeService",
+    "FeaturesWorker",
+    "IngestService",
+    "MetricsReadyService",
+    "features_index",
+    "features_worker_name",
+    "metric_value",
+]
+
+FEATURES_GROUP = "features"
+_WORKER_NAME = re.compile(rf"^{FEATURES_GROUP}-([1-9][0-9]*)$")
 
 
 def _script(name: str) -> str:
@@ -22,6 +40,28 @@ def _script(name: str) -> str:
     if not path.exists():
         raise InfraError(f"{path} is missing; run `make venv` to install the services")
     return str(path)
+
+
+def features_worker_name(index: int) -> str:
+    """``features-<index>``, 1-based."""
+    if index < 1:
+        raise ValueError(f"feature workers are numbered from 1, not {index}")
+    return f"{FEATURES_GROUP}-{index}"
+
+
+def features_index(name: str) -> int | None:
+    """The index in a worker name (``features-2`` → 2), or None if ``name`` is not one."""
+    match = _WORKER_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def metric_value(exposition: str, name: str) -> float | None:
+    """The value of the unlabelled sample ``name`` in a Prometheus text exposition, if any."""
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return None
 
 
 class IngestService(Server):
@@ -47,3 +87,83 @@ class IngestService(Server):
             response = await client.get(f"{self.settings.ingest.url}/readyz")
         if response.status_code != 200:
             raise InfraError(f"ingest not ready: {response.status_code} {response.text[:200]}")
+
+
+class MetricsReadyService(Server):
+    """A worker without an API: ready when its ``/metrics`` exports ``ready_metric`` as 1."""
+
+    script: str
+    ready_metric: str
+    host = "127.0.0.1"  # where the probe connects; the metrics listener binds every interface
+
+    @property
+    @abc.abstractmethod
+    def metrics_port(self) -> int:
+        """Where its ``/metrics`` listens (passed to it as ``RECSYS_METRICS__PORT``)."""
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.address}/metrics"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.metrics_port}"
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.metrics_port]
+
+    def prepare(self) -> str:
+        self.ensure_dirs()
+        return ""
+
+    def argv(self) -> list[str]:
+        return [_script(self.script)]
+
+    def env(self) -> dict[str, str]:
+        return {"RECSYS_METRICS__PORT": str(self.metrics_port)}
+
+    async def probe(self) -> None:
+        async with httpx.AsyncClient(timeout=2) as client:
+            response = await client.get(self.metrics_url)
+        response.raise_for_status()
+        value = metric_value(response.text, self.ready_metric)
+        if value != 1:
+            shown = "absent" if value is None else f"{value:g}"
+            raise InfraError(f"{self.name} not ready: {self.ready_metric} is {shown}")
+
+
+class FeaturesWorker(MetricsReadyService):
+    """One worker of the feature stream job; all of them share one consumer group."""
+
+    script = "recsys-features"
+    # Set once the worker joined its group and recovered its partitions' state.
+    ready_metric = "recsys_features_ready"
+
+    def __init__(self, settings: Settings, index: int) -> None:
+        self.index = index
+        self.name = features_worker_name(index)
+        super().__init__(settings)
+
+    @property
+    def metrics_port(self) -> int:
+        return self.settings.services.features_port(self.index)
+
+    def env(self) -> dict[str, str]:
+        # Each worker its own Faust data directory (a shared one would be shared local state).
+        configured = self.settings.features.data_dir
+        data_dir = configured / self.name if configured else self.data_dir
+        return {**super().env(), "RECSYS_FEATURES__DATA_DIR": str(data_dir)}
+
+
+class BronzeService(MetricsReadyService):
+    """The bronze lake writer (Kafka events → Iceberg), one process."""
+
+    name = "bronze"
+    script = "recsys-bronze"
+    # Set once it joined its group and sought its partitions to the table's offsets.
+    ready_metric = "recsys_bronze_ready"
+
+    @property
+    def metrics_port(self) -> int:
+        return self.settings.services.bronze_metrics_port

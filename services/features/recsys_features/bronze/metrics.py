@@ -11,6 +11,7 @@ __all__ = [
     "COMMIT_SIZE",
     "LAG",
     "LAST_COMMIT",
+    "READY",
     "RECORDS_REDELIVERED",
     "RECORDS_REPLAYED",
     "REJECTS",
@@ -56,4 +57,9 @@ LAG = Gauge(
 LAST_COMMIT = Gauge(
     "recsys_bronze_last_commit_timestamp_seconds",
     "Unix time of the last successful micro-commit.",
+)
+READY = Gauge(
+    "recsys_bronze_ready",
+    "1 once the writer has joined its consumer group and sought its partitions to the table's "
+    "offsets (the readiness `recsys services up` probes); 0 again once it stops.",
 )

@@ -104,6 +104,7 @@ class BronzeWriter:
             await self._flush(consumer, events, rejects, self._take_batch())
         finally:
             # No commit here: on cancellation (a crash) the pending batch is simply not written.
+            metrics.READY.set(0)
             await consumer.stop()
         log.info("bronze.stopped", commits=self.commits)
 
@@ -251,6 +252,9 @@ class BronzeWriter:
             offset = held.get((tp.topic, tp.partition), 0)
             consumer.seek(tp, offset)
             self._positions.reset(tp.partition, offset)
+        # Ready from the first assignment on (an empty one too: it means the group has more
+        # writers than partitions); a later rebalance does not make it unready.
+        metrics.READY.set(1)
         log.info(
             "bronze.assigned",
             partitions={

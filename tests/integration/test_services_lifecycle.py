@@ -1,0 +1,280 @@
+"""`recsys services up|status|down` with the real processes: ingest, two feature workers and the
+bronze writer, as `make up` runs them, against the real Kafka, Cassandra and Redis.
+
+Everything is private to the test: its own state directory, free ports, topics, consumer groups,
+keyspace, Redis prefix and lake warehouse, all passed through the environment like a user would
+(the CLI runs as a subprocess and the managed processes inherit its environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from redis.asyncio import Redis
+
+from recsys.clients.cassandra import connect_cassandra
+from recsys.config import Settings
+from recsys.infra import manager
+from recsys.infra.cql_migrations import apply_migrations
+from recsys.infra.process import read_record
+from recsys.infra.server import InfraError
+from recsys.infra.services import metric_value
+from recsys.lake import load_catalog, table_identifier
+from tests.features_support import create_topics, delete_topics, wait_for
+
+SERVICES = ["ingest", "features-1", "features-2", "bronze"]
+API_KEY = "test-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _free_port_pair() -> int:
+    """A port p with p + 1 free as well (two workers' metrics ports)."""
+    for _ in range(50):
+        port = _free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
+@dataclass
+class Platform:
+    unique: str
+    keyspace: str
+    key_prefix: str
+    topic: str
+
+    @property
+    def settings(self) -> Settings:
+        return Settings()  # from the environment the test set, as the CLI reads it
+
+
+@pytest.fixture
+def platform(
+    infra: Settings, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Platform]:
+    p = Platform(
+        unique=unique,
+        keyspace=f"test_svc_{unique}",
+        key_prefix=f"rec:v1:test:{unique}",
+        topic=f"test.{unique}.events",
+    )
+    features_port = _free_port_pair()
+    env = {
+        "RECSYS_INFRA__STATE_DIR": str(tmp_path / "state"),
+        "RECSYS_INFRA__STOP_TIMEOUT_S": "30",
+        "RECSYS_INGEST__PORT": str(_free_port()),
+        "RECSYS_INGEST__TOPIC": p.topic,
+        "RECSYS_INGEST__API_KEYS": API_KEY,
+        "RECSYS_SERVICES__FEATURES_WORKERS": "2",
+        "RECSYS_SERVICES__FEATURES_METRICS_PORT": str(features_port),
+        "RECSYS_SERVICES__BRONZE_METRICS_PORT": str(_free_port()),
+        "RECSYS_FEATURES__APP_ID": f"test-svc-{unique}",
+        "RECSYS_FEATURES__EVENTS_TOPIC": p.topic,
+        "RECSYS_FEATURES__LATE_TOPIC": f"test.{unique}.late",
+        "RECSYS_FEATURES__SESSIONS_TOPIC": f"test.{unique}.sessions",
+        "RECSYS_FEATURES__PARTITIONS": "3",
+        "RECSYS_FEATURES__SESSION_TIMEOUT_S": "6",
+        "RECSYS_BRONZE__TOPIC": p.topic,
+        "RECSYS_BRONZE__GROUP_ID": f"test-bronze-{unique}",
+        "RECSYS_BRONZE__COMMIT_INTERVAL_S": "1",
+        "RECSYS_LAKE__WAREHOUSE": str(tmp_path / "lake"),
+        "RECSYS_CASSANDRA__KEYSPACE": p.keyspace,
+        "RECSYS_REDIS__KEY_PREFIX": p.key_prefix,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = connect_cassandra(infra.cassandra)
+    apply_migrations(client, infra.cassandra, keyspace=p.keyspace)
+    asyncio.run(
+        create_topics(infra, [p.topic, f"test.{unique}.late", f"test.{unique}.sessions"], 3)
+    )
+    try:
+        yield p
+    finally:
+        # Whatever a failed assertion left running (the workers are ours only by record).
+        manager.down(p.settings, manager.SERVICE_NAMES, progress=lambda _: None)
+        client.session.execute(f"DROP KEYSPACE IF EXISTS {p.keyspace}")
+        client.close()
+        asyncio.run(delete_topics(infra, f"test.{unique}."))
+        asyncio.run(delete_topics(infra, f"test-svc-{unique}"))
+        asyncio.run(_delete_keys(infra, p.key_prefix))
+
+
+async def _delete_keys(settings: Settings, prefix: str) -> None:
+    redis = Redis(host=settings.redis.host, port=settings.redis.port)
+    try:
+        async for key in redis.scan_iter(match=f"{prefix}:*"):
+            await redis.delete(key)
+    finally:
+        await redis.aclose()
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recsys", "services", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _status() -> dict[str, dict[str, Any]]:
+    result = _cli("status", "--json")
+    return {r["name"]: r for r in json.loads(result.stdout)}
+
+
+def test_up_status_down_of_every_service(platform: Platform) -> None:
+    settings = platform.settings
+    up = _cli("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    for name in SERVICES:
+        assert f"{name} started" in " ".join(up.stdout.split()), up.stdout
+
+    rows = _status()
+    assert list(rows) == SERVICES
+    assert all(r["state"] == "running" and r["pid"] for r in rows.values()), rows
+    ports = [settings.services.features_port(1), settings.services.features_port(2)]
+    assert rows["features-1"]["address"] == f"127.0.0.1:{ports[0]}"
+    assert rows["features-2"]["address"] == f"127.0.0.1:{ports[1]}"
+    assert rows["bronze"]["address"] == f"127.0.0.1:{settings.services.bronze_metrics_port}"
+    state = settings.infra.state_dir
+    for name in SERVICES:
+        # Its own pid record and log file.
+        record = read_record(state / name / "process.json")
+        assert record is not None
+        assert record.pid == rows[name]["pid"]
+        assert record.log == str(state / name / "logs" / f"{name}.out")
+        assert Path(record.log).stat().st_size > 0
+    # Ready is what the workers export, not a guess: each one's own /metrics says so.
+    for port, metric in [
+        (ports[0], "recsys_features_ready"),
+        (ports[1], "recsys_features_ready"),
+        (settings.services.bronze_metrics_port, "recsys_bronze_ready"),
+    ]:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert metric_value(text, metric) == 1.0
+
+    # Idempotent: a second `up` only probes them again.
+    again = asyncio.run(manager.up(settings, manager.SERVICE_NAMES, progress=lambda _: None))
+    assert [(r.name, r.action, r.pid) for r in again] == [
+        (name, "already running", rows[name]["pid"]) for name in SERVICES
+    ]
+
+    # The processes do their jobs: one event through the ingest API reaches the feature store
+    # (written by whichever worker owns the member's partition) and the bronze table.
+    event_id = str(uuid.uuid4())
+    _post_event(settings, event_id, user="svc-user")
+    asyncio.run(_wait_for_features(settings, platform.key_prefix, "svc-user"))
+    asyncio.run(wait_for(lambda: _bronze_has(settings, event_id), what="the bronze row"))
+
+    # Fewer workers configured now: `down` still stops features-2, which `up` started.
+    down = _cli("down", env={"RECSYS_SERVICES__FEATURES_WORKERS": "1"})
+    assert down.returncode == 0, down.stdout + down.stderr
+    outcome = dict(line.split(None, 1) for line in down.stdout.splitlines())
+    assert set(outcome) == set(SERVICES)
+    assert all(result in {"stopped", "killed after timeout"} for result in outcome.values())
+    for row in rows.values():
+        assert not psutil.pid_exists(row["pid"]) or psutil.Process(row["pid"]).status() == "zombie"
+    assert not list(state.glob("*/process.json"))
+
+    after = _cli("status", "--json")
+    assert after.returncode == 1
+    assert {r["name"]: r["state"] for r in json.loads(after.stdout)} == {
+        "ingest": "stopped",
+        "features-1": "stopped",
+        "features-2": "stopped",
+        "bronze": "stopped",
+    }
+    assert set(manager.down(settings, manager.SERVICE_NAMES, progress=lambda _: None).values()) == {
+        "not started by recsys"
+    }
+
+
+def _post_event(settings: Settings, event_id: str, *, user: str) -> None:
+    body = {
+        "events": [
+            {
+                "event_id": event_id,
+                "event_type": "play",
+                "user_id": user,
+                "title_id": "tt0111161",
+                "occurred_at": "2024-05-01T12:00:00Z",
+                "device": "tv",
+                "country": "US",
+                "position_sec": 0,
+            }
+        ]
+    }
+    response = httpx.post(
+        f"{settings.ingest.url}/v1/events", json=body, headers={"X-API-Key": API_KEY}, timeout=10
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 1
+
+
+async def _wait_for_features(settings: Settings, prefix: str, user: str) -> None:
+    redis = Redis(host=settings.redis.host, port=settings.redis.port, decode_responses=True)
+    key = f"{prefix}:user:{user}:rt"
+    try:
+
+        async def stored() -> str | None:
+            value = await redis.hget(key, "current_device_type")
+            return None if value is None else str(value)
+
+        assert await wait_for(stored, what="the member's features in Redis") == '"tv"'
+    finally:
+        await redis.aclose()
+
+
+async def _bronze_has(settings: Settings, event_id: str) -> bool | None:
+    def read() -> bool | None:
+        catalog = load_catalog(settings.lake)
+        identifier = table_identifier(settings.lake, "bronze_events")
+        if not catalog.table_exists(identifier):
+            return None
+        ids = catalog.load_table(identifier).scan().to_arrow().column("event_id").to_pylist()
+        return True if event_id in ids else None
+
+    return await asyncio.to_thread(read)
+
+
+def test_a_worker_that_cannot_start_is_reported_and_not_left_running(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECSYS_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{_free_port()}")
+    settings = platform.settings
+    with pytest.raises(
+        InfraError,
+        match=r"(?s)features-1 exited during startup; last lines of \S+/features-1\.out:\n"
+        r".*Unable to bootstrap",
+    ):
+        asyncio.run(manager.up(settings, ["features-1"], progress=lambda _: None))
+    record = read_record(settings.infra.state_dir / "features-1" / "process.json")
+    assert record is not None
+    assert not record.alive
+    (row,) = asyncio.run(manager.status(settings, ["features-1"]))
+    assert row.state == "stopped"
