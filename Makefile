@@ -77,7 +77,7 @@ test: lint proto-check ## Everything CI runs: lint, contracts, and the tests aga
 bench-ingest: venv ## Ingest throughput and latency against the running Kafka (BENCH_ARGS="--duration 60")
 	$(PY) benchmarks/bench_ingest.py $(BENCH_ARGS)
 
-bench-features: venv ## Feature stream job throughput and freshness (BENCH_ARGS="--events 100000")
+bench-features: venv ## Feature worker: backlog events/s, then live rates with lag and freshness (BENCH_ARGS="--rates 1000,3000")
 	$(PY) benchmarks/bench_features.py $(BENCH_ARGS)
 
 lock: ## Re-resolve uv.lock after editing dependencies in pyproject.toml

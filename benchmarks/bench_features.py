@@ -1,14 +1,16 @@
 """Throughput and freshness of the feature stream job against the running Kafka/Redis/Cassandra.
 
-    .venv/bin/python benchmarks/bench_features.py                      # 50k events, then 1k/s
-    .venv/bin/python benchmarks/bench_features.py --events 100000 --rate 1000 --duration 20
+    make bench-features                                                # 50k backlog, 4 rates
+    make bench-features BENCH_ARGS="--events 100000 --rates 1000,3000 --duration 30"
 
-Phase 1 (throughput): a unique topic is filled with ``--events`` events of ``--users`` members
+Phase 1 (backlog): a unique topic is filled with ``--events`` events of ``--users`` members
 before one ``recsys-features`` worker starts; events/s = events / (time from the first stored
-member to the last member's last event stored). Phase 2 (freshness): events stamped with the
-current time are produced at ``--rate``/s for ``--duration`` s; the worker's
-``recsys_features_freshness_seconds`` histogram (write time - event time) gives p50/p99.
-Everything it creates (topics, keyspace, Redis keys) is deleted at the end.
+member to the last member's last event stored), with the worker's CPU per event. Phase 2 (live):
+events stamped with the current time are offered at each of ``--rates`` for ``--duration`` s;
+per rate it prints the events/s the worker processed, the lag left at the end of the window and
+the Redis freshness p50/p99 from the worker's ``recsys_features_freshness_seconds`` histogram
+(store write time - event time; bucket upper bounds). Everything it creates (topics, keyspace,
+Redis keys) is deleted at the end, and the worker's stop time after SIGTERM is printed.
 """
 
 from __future__ import annotations
@@ -90,6 +92,19 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return float("inf")
 
 
+async def scrape_events(port: int) -> int:
+    """Records the worker has consumed (every outcome)."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return int(
+        sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("recsys_features_events_total{")
+        )
+    )
+
+
 async def scrape_freshness(port: int) -> list[tuple[float, float]]:
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
@@ -126,8 +141,14 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--titles", type=int, default=2_000)
-    parser.add_argument("--rate", type=int, default=1_000)
-    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [int(r) for r in text.split(",")],
+        default=[500, 1_000, 2_000, 4_000],
+        help="live rates to offer one after the other, comma-separated (events/s)",
+    )
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per live rate")
+    parser.add_argument("--live-users", type=int, default=20_000, help="members of live traffic")
     args = parser.parse_args()
 
     settings = Settings()
@@ -212,38 +233,51 @@ async def main() -> None:
             f"{1e6 * cpu / total:.0f} us/event), machine load {os.getloadavg()[0]:.1f}"
         )
 
-        # Phase 2: live traffic at a fixed rate, event time = now.
-        before = await scrape_freshness(port)
-        started = time.perf_counter()
-        sent = 0
-        users = list(clock)
-        while time.perf_counter() - started < args.duration:
-            due = int((time.perf_counter() - started) * args.rate)
-            while sent < due:
-                user = users[sent % len(users)]
-                now_ms = int(time.time() * 1000)
-                value = make_event(rng, user, 10_000 + sent, now_ms, args.titles)
-                await producer.send(topics[0], value, key=user.encode())
-                sent += 1
-            await asyncio.sleep(0.005)
-        await producer.flush()
-        await asyncio.sleep(2 + float(os.environ.get("RECSYS_FEATURES__FLUSH_INTERVAL_S", "0.1")))
-        after = await scrape_freshness(port)
-        delta = [(b, a - c) for (b, a), (_, c) in zip(after, before, strict=True)]
-        writes = int(delta[-1][1]) if delta else 0
-        if writes:
+        # Phase 2: live traffic at rising rates, event time = now.
+        # A realistic spread: many members, each with an event every few seconds at most.
+        users = [f"l{u:06d}" for u in range(args.live_users)]
+        seq = 10_000
+        print(f"live traffic of {args.live_users:,} members (event time = now):")
+        for rate in args.rates:
+            before = await scrape_freshness(port)
+            processed_before = await scrape_events(port)
+            started = time.perf_counter()
+            sent = 0
+            while time.perf_counter() - started < args.duration:
+                due = int((time.perf_counter() - started) * rate)
+                while sent < due:
+                    user = users[seq % len(users)]
+                    value = make_event(rng, user, seq, int(time.time() * 1000), args.titles)
+                    await producer.send(topics[0], value, key=user.encode())
+                    sent += 1
+                    seq += 1
+                await asyncio.sleep(0.005)
+            await producer.flush()
+            window = time.perf_counter() - started
+            processed = await scrape_events(port) - processed_before
+            lag = sent - processed
+            # Let the worker drain before the next rate, then read this rate's freshness.
+            deadline = time.perf_counter() + 60
+            while await scrape_events(port) - processed_before < sent:
+                if time.perf_counter() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
+            after = await scrape_freshness(port)
+            delta = [(b, a - c) for (b, a), (_, c) in zip(after, before, strict=True)]
             print(
-                f"freshness at {args.rate}/s over {args.duration:.0f} s ({sent} events, "
-                f"{writes} member writes): p50 <= {quantile(delta, 0.5)} s, "
-                f"p99 <= {quantile(delta, 0.99)} s (histogram bucket upper bounds)"
+                f"  {rate:>6,}/s offered ({sent / window:,.0f}/s sent): "
+                f"{processed / window:,.0f} events/s processed, lag at the end {lag:,}; "
+                f"freshness p50 <= {quantile(delta, 0.5)} s, p99 <= {quantile(delta, 0.99)} s"
             )
-        else:
-            print("freshness: no store writes observed in phase 2")
     finally:
+        stopping = time.perf_counter()
         proc.terminate()
         try:
             proc.wait(timeout=30)
+            print(f"worker stopped {time.perf_counter() - stopping:.1f} s after SIGTERM")
         except subprocess.TimeoutExpired:
+            print("worker did not stop within 30 s of SIGTERM; killed")
             proc.kill()
             proc.wait()
         await producer.stop()

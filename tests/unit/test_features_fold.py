@@ -8,7 +8,7 @@ import pytest
 
 from recsys.events.v1 import events_pb2
 from recsys_features.catalog import DictCatalog, TitleInfo
-from recsys_features.fold import INVALID, Record, fold_batch
+from recsys_features.fold import INVALID, BatchResult, Record, decoding, fold_batch
 from recsys_features.state import UserState
 from tests.features_support import EXPECTED_U1, event, minutes, scripted_u1, workload
 
@@ -24,6 +24,10 @@ GRACE = 5 * 60 * 1000
 NOTHING: dict[bytes, bytes] = {}  # an empty table
 
 
+def _fold(records: list[Record], table: dict[bytes, bytes]) -> BatchResult:
+    return fold_batch(records, load=decoding(table.get), catalog=CATALOG, grace_ms=GRACE)
+
+
 def _records(events: list[events_pb2.Event]) -> list[Record]:
     return [Record(hash(ev.user_id) % 3, ev.SerializeToString()) for ev in events]
 
@@ -37,7 +41,10 @@ def _run(records: list[Record], batch_size: int) -> tuple[dict[bytes, bytes], Co
     side: Side = []
     for start in range(0, len(records), batch_size):
         result = fold_batch(
-            records[start : start + batch_size], load=store.get, catalog=CATALOG, grace_ms=GRACE
+            records[start : start + batch_size],
+            load=decoding(store.get),
+            catalog=CATALOG,
+            grace_ms=GRACE,
         )
         for update in result.updates:
             store[update.key] = update.state
@@ -62,7 +69,9 @@ def test_any_batching_gives_the_states_and_outputs_of_one_event_at_a_time(batch_
 
 
 def test_one_update_per_changed_member_with_the_hand_computed_features() -> None:
-    result = fold_batch(_records(scripted_u1()), load=NOTHING.get, catalog=CATALOG, grace_ms=GRACE)
+    result = fold_batch(
+        _records(scripted_u1()), load=decoding(NOTHING.get), catalog=CATALOG, grace_ms=GRACE
+    )
     assert [u.key for u in result.updates] == [b"u1"]
     assert result.updates[0].snapshot.values == EXPECTED_U1
     assert result.outcomes == Counter(applied=13, duplicate=1, late=1)
@@ -71,9 +80,13 @@ def test_one_update_per_changed_member_with_the_hand_computed_features() -> None
 
 def test_a_batch_of_only_duplicates_changes_nothing() -> None:
     first = event("a", "play", minutes(0), title="tt_drama")
-    done = fold_batch(_records([first]), load=NOTHING.get, catalog=CATALOG, grace_ms=GRACE)
+    done = fold_batch(
+        _records([first]), load=decoding(NOTHING.get), catalog=CATALOG, grace_ms=GRACE
+    )
     store = {u.key: u.state for u in done.updates}
-    again = fold_batch(_records([first, first]), load=store.get, catalog=CATALOG, grace_ms=GRACE)
+    again = fold_batch(
+        _records([first, first]), load=decoding(store.get), catalog=CATALOG, grace_ms=GRACE
+    )
     assert again.updates == []
     assert again.outcomes == Counter(duplicate=2)
 
@@ -81,6 +94,6 @@ def test_a_batch_of_only_duplicates_changes_nothing() -> None:
 def test_undecodable_records_and_events_without_ids_are_counted_invalid() -> None:
     no_user = event("x", "view", minutes(0), user="")
     records = [Record(0, b"\xff\xff not protobuf"), *_records([no_user])]
-    result = fold_batch(records, load=NOTHING.get, catalog=CATALOG, grace_ms=GRACE)
+    result = _fold(records, NOTHING)
     assert result.outcomes == Counter({INVALID: 2})
     assert result.updates == []

@@ -14,7 +14,7 @@ from recsys_features.catalog import DictCatalog
 from recsys_features.fold import Record
 from recsys_features.metrics import FeatureMetrics
 from recsys_features.snapshot import FeatureSnapshot
-from tests.features_support import event, minutes
+from tests.features_support import event, minutes, workload
 
 
 class _Store:
@@ -22,10 +22,12 @@ class _Store:
         pass
 
 
-def _job() -> FeatureJob:
+def _job(**features: Any) -> FeatureJob:
     store: Any = _Store()
+    settings = Settings()
+    settings.features = settings.features.model_copy(update=features)
     return FeatureJob(
-        Settings(),
+        settings,
         catalog=DictCatalog({}),
         redis_store=store,
         cassandra_store=store,
@@ -82,3 +84,43 @@ def test_recovered_states_rebuild_the_idle_session_index() -> None:
     recovered = _job()
     assert recovered.rematerialize(table.items()) == 2
     assert [x.key for x in recovered.close_idle_sessions(table)] == [a.encode()]
+
+
+def test_the_state_cache_changes_no_stored_byte() -> None:
+    events = workload(users=30, per_user=40)
+    tables: list[dict[bytes, bytes]] = []
+    for job in (_job(state_cache_members=0), _job(state_cache_members=8)):  # 8 < 30: evictions
+        table: dict[bytes, bytes] = {}
+        records = [
+            Record(job.partition_of(ev.user_id.encode()), ev.SerializeToString()) for ev in events
+        ]
+        for start in range(0, len(records), 25):
+            job.fold(records[start : start + 25], table)
+        job.close_idle_sessions(table)
+        tables.append(table)
+    assert tables[0] == tables[1]
+
+
+def test_handed_over_partitions_and_recovery_drop_cached_states() -> None:
+    job = _job()
+    (user,) = _same_partition_users(job, 1)
+    key, partition = user.encode(), job.partition_of(user.encode())
+    table: dict[bytes, bytes] = {}
+
+    def fold(event_id: str, minute: float) -> int:
+        ev = event(event_id, "view", minutes(minute), user=user)
+        job.fold([Record(partition, ev.SerializeToString())], table)
+        events_in_session: int = orjson.loads(table[key])["ss"][2]
+        return events_in_session
+
+    fold("e1", 0)
+    assert fold("e2", 1) == 2
+    older = table[key]
+    assert fold("e3", 2) == 3
+    # The partition moves away and back: recovery puts the changelog's state in the table.
+    job.forget({partition})
+    table[key] = older
+    assert fold("e4", 3) == 3  # e1, e2 from the table, then e4 (a stale cache would say 4)
+    table[key] = older
+    job.rematerialize([(key, older)])  # recovery after a rebalance that kept the partition
+    assert fold("e5", 4) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from recsys_features.catalog import DictCatalog, TitleInfo
-from recsys_features.fold import Record, fold_batch
+from recsys_features.fold import Record, decoding, fold_batch
 from recsys_features.state import UserState
 from recsys_features.trending import MINUTE_MS, PartitionTrending, top_titles
 from tests.features_support import T0, workload
@@ -68,7 +68,7 @@ def test_incremental_counts_equal_a_rebuild_from_the_final_states() -> None:
     store: dict[bytes, bytes] = {}
     for start in range(0, len(events), 37):
         records = [Record(0, ev.SerializeToString()) for ev in events[start : start + 37]]
-        result = fold_batch(records, load=store.get, catalog=CATALOG, grace_ms=300_000)
+        result = fold_batch(records, load=decoding(store.get), catalog=CATALOG, grace_ms=300_000)
         for u in result.updates:
             store[u.key] = u.state
             incremental.update(

@@ -182,6 +182,12 @@ class FeaturesSettings(BaseModel):
     trending_flush_interval_s: float = Field(
         default=5.0, gt=0, description="How often changed per-country trending counts are written."
     )
+    state_cache_members: int = Field(
+        default=50_000,
+        ge=0,
+        description="Decoded member states kept in memory beside the table (LRU; 0 = off; "
+        "a few KB each).",
+    )
     idle_session_check_s: float = Field(
         default=10.0,
         gt=0,

@@ -23,12 +23,20 @@ from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from cachetools import LRUCache
 
 from recsys.config import Settings
 from recsys.log import get_logger
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.catalog import CassandraCatalog, Catalog
-from recsys_features.fold import BatchResult, MemberUpdate, Record, fold_batch
+from recsys_features.fold import (
+    BatchResult,
+    Loader,
+    MemberUpdate,
+    Record,
+    decoding,
+    fold_batch,
+)
 from recsys_features.metrics import FeatureMetrics
 from recsys_features.redis_store import RedisFeatureStore
 from recsys_features.state import SESSION_GAP_MS, Applied, UserState
@@ -88,6 +96,9 @@ class FeatureJob:
         # partition -> member -> last event time of its open, not yet summarised session
         self.open_sessions: dict[int, dict[bytes, int]] = {}
         self.positions: dict[int, int] = {}  # partition -> next offset to process
+        self._states: LRUCache[bytes, UserState] | None = (
+            LRUCache(maxsize=fs.state_cache_members) if fs.state_cache_members else None
+        )
 
     def partition_of(self, key: bytes) -> int:
         """The partition Kafka's default partitioner gives the key (the producer's choice)."""
@@ -98,13 +109,14 @@ class FeatureJob:
         encoded states), write the new states back there and queue the store writes."""
         result = fold_batch(
             records,
-            load=store.get,
+            load=self._loader(store),
             catalog=self.catalog,
             grace_ms=self.grace_ms,
             dedup_ms=self.dedup_ms,
         )
         for update in result.updates:
             store[update.key] = update.state
+            self._remember(update.key, update.member)
             self._queue(update)
         for outcome, count in result.outcomes.items():
             self.metrics.events.labels(outcome=outcome).inc(count)
@@ -115,6 +127,26 @@ class FeatureJob:
         if result.sessions:
             self.metrics.sessions.inc(len(result.sessions))
         return result
+
+    def _loader(self, store: Any) -> Loader:
+        # Decoded states of recently active members stay beside the table (bounded, LRU), so a
+        # member's next batch skips the decode. The table's store stays the source of truth:
+        # the cache only ever holds what was last written there by this worker, and it is
+        # dropped for partitions handed over and on every recovery.
+        decode = decoding(store.get)
+        if self._states is None:
+            return decode
+        states = self._states
+
+        def load(key: bytes) -> UserState | None:
+            state = states.get(key)
+            return decode(key) if state is None else state
+
+        return load
+
+    def _remember(self, key: bytes, state: UserState) -> None:
+        if self._states is not None:
+            self._states[key] = state
 
     def _queue(self, update: MemberUpdate) -> None:
         for writer in self.writers:
@@ -144,6 +176,7 @@ class FeatureJob:
         again. Returns the closes for the changelog and the sessions topic.
         """
         closes: list[SessionClose] = []
+        load = self._loader(store)
         for partition, sessions in self.open_sessions.items():
             trending = self.trending.get(partition)
             if trending is None:
@@ -151,15 +184,13 @@ class FeatureJob:
             cutoff = trending.watermark_ms - SESSION_GAP_MS - self.grace_ms
             for key in [k for k, last in sessions.items() if last < cutoff]:
                 del sessions[key]
-                raw = store.get(key)
-                if raw is None:
-                    continue
-                state = UserState.decode(raw)
-                summary = state.close_idle(key.decode())
-                if summary is None:
+                state = load(key)
+                summary = state.close_idle(key.decode()) if state is not None else None
+                if state is None or summary is None:
                     continue
                 encoded = state.encode()
                 store[key] = encoded
+                self._remember(key, state)
                 closes.append(SessionClose(key, partition, encoded, summary.to_json()))
         if closes:
             self.metrics.sessions.inc(len(closes))
@@ -168,6 +199,8 @@ class FeatureJob:
     def rematerialize(self, states: Iterable[tuple[bytes, bytes]]) -> int:
         """Queue store writes and rebuild the trending counts of recovered states (key,
         encoded state); returns how many."""
+        if self._states is not None:
+            self._states.clear()
         count = 0
         for key, raw in states:
             self._queue(MemberUpdate.of(key, self.partition_of(key), UserState.decode(raw)))
@@ -195,6 +228,9 @@ class FeatureJob:
         for partition in partitions:
             self.trending.pop(partition, None)
             self.open_sessions.pop(partition, None)
+        if self._states is not None:
+            for key in [k for k in self._states if self.partition_of(k) in partitions]:
+                del self._states[key]
 
 
 def create_app(settings: Settings, job: FeatureJob) -> Any:

@@ -5,7 +5,7 @@ once, every record of that member is applied in partition order, and the state i
 encoded once: one table/changelog write and one store snapshot per member per batch instead of
 one per event (docs/features.md, "Throughput").
 
-    result = fold_batch(records, load=table_data.get, catalog=catalog, grace_ms=300_000)
+    result = fold_batch(records, load=decoding(table_data.get), catalog=catalog, grace_ms=300_000)
     for update in result.updates: ...  # encoded state + feature snapshot per changed member
 """
 
@@ -22,7 +22,7 @@ from recsys_features.catalog import Catalog
 from recsys_features.snapshot import FeatureSnapshot
 from recsys_features.state import HOUR_MS, Applied, UserState
 
-__all__ = ["INVALID", "BatchResult", "MemberUpdate", "Record", "fold_batch"]
+__all__ = ["INVALID", "BatchResult", "Loader", "MemberUpdate", "Record", "decoding", "fold_batch"]
 
 INVALID = "invalid"  # outcome label of undecodable records and events without ids
 
@@ -35,11 +35,27 @@ class Record:
     value: bytes
 
 
+# key -> the member's current state, None for a member never seen. The state returned is
+# updated in place, so a loader that caches states keeps them current.
+Loader = Callable[[bytes], UserState | None]
+
+
+def decoding(get: Callable[[bytes], bytes | None]) -> Loader:
+    """A loader that decodes what ``get`` returns (encoded states, e.g. the table's store)."""
+
+    def load(key: bytes) -> UserState | None:
+        raw = get(key)
+        return None if raw is None else UserState.decode(raw)
+
+    return load
+
+
 @dataclass(frozen=True, slots=True)
 class MemberUpdate:
     key: bytes  # user_id, the table and changelog key
     partition: int
-    state: bytes  # the encoded UserState after the batch
+    member: UserState  # the state after the batch (the loader's object, updated)
+    state: bytes  # ... and encoded
     snapshot: FeatureSnapshot
     country: str  # the member's country and (title, latest play ms): their trending share
     plays: tuple[tuple[str, int], ...]
@@ -50,6 +66,7 @@ class MemberUpdate:
         return cls(
             key,
             partition,
+            state,
             state.encode(),
             FeatureSnapshot(key.decode(), state.watermark_ms, state.features()),
             state.country,
@@ -69,12 +86,12 @@ class BatchResult:
 def fold_batch(
     records: Iterable[Record],
     *,
-    load: Callable[[bytes], bytes | None],
+    load: Loader,
     catalog: Catalog,
     grace_ms: int,
     dedup_ms: int = HOUR_MS,
 ) -> BatchResult:
-    """Apply ``records`` to the states ``load(key)`` returns (encoded, None for a new member)."""
+    """Apply ``records`` to the states ``load(key)`` returns (None for a new member)."""
     result = BatchResult()
     members: dict[bytes, tuple[int, list[tuple[events_pb2.Event, bytes]]]] = {}
     for record in records:
@@ -93,8 +110,8 @@ def fold_batch(
         entry[1].append((event, record.value))
 
     for key, (partition, events) in members.items():
-        stored = load(key)
-        state = UserState.decode(stored) if stored is not None else UserState()
+        loaded = load(key)
+        state = UserState() if loaded is None else loaded
         changed = False
         for event, raw in events:
             outcome = state.apply(event, catalog, grace_ms=grace_ms, dedup_ms=dedup_ms)
