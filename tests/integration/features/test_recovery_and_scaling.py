@@ -3,8 +3,9 @@
 One mixed workload (duplicates, out-of-order events inside the grace period, late events) goes to
 one topic; independent consumer groups, each with its own Redis prefix and Cassandra keyspace,
 process it: (a) one worker, clean; (b) one worker SIGKILLed after the first half, before it commits
-offsets, then restarted; (c) two workers sharing the partitions. Their stored features must be
-equal, apart from the wall-clock ``_written_at_ms``.
+offsets, then restarted; (c) two workers sharing the partitions (joined before their copy of the
+stream starts). Their stored features and trending lists must be equal, apart from the
+wall-clock ``_written_at_ms``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -22,6 +24,7 @@ from recsys_features.redis_store import WRITTEN_AT_FIELD
 from recsys_features.trending import WINDOWS
 from recsys_features.trending_store import TrendingStore
 from tests.features_support import (
+    create_topics,
     last_event_ms,
     produce,
     running_worker,
@@ -29,7 +32,7 @@ from tests.features_support import (
     worker_env,
     workload,
 )
-from tests.integration.features.conftest import FeatureEnv, make_keyspace
+from tests.integration.features.conftest import FeatureEnv, free_port, make_keyspace
 
 pytestmark = pytest.mark.integration
 
@@ -80,20 +83,44 @@ async def _trending_agrees(redis: Redis, prefixes: list[str]) -> dict[str, Any] 
     return lists[0] if all(x == lists[0] for x in lists) else None
 
 
-async def _all_done(
+async def _lagging(
     fe: FeatureEnv, redis: Redis, run: dict[str, str], expected: dict[str, int]
-) -> bool | None:
-    """Every member's newest event is reflected in both stores of ``run``."""
+) -> dict[str, tuple[int | None, int]]:
+    """Members whose newest event is not yet reflected in both stores of ``run``:
+    member -> (stored event time, expected event time)."""
     prefix, keyspace = run["RECSYS_REDIS__KEY_PREFIX"], run["RECSYS_CASSANDRA__KEYSPACE"]
     pipe = redis.pipeline(transaction=False)
     for user in expected:
         pipe.hget(f"{prefix}:user:{user}:rt", "_event_time_ms")
     got = await pipe.execute()
-    if not all(g is not None and int(g) == expected[u] for u, g in zip(expected, got, strict=True)):
-        return None
+    hot = {u: None if g is None else int(g) for u, g in zip(expected, got, strict=True)}
+    lagging: dict[str, tuple[int | None, int]] = {
+        u: (t, expected[u]) for u, t in hot.items() if t != expected[u]
+    }
+    if lagging:
+        return lagging
     durable = await _cassandra_dump(fe, keyspace, list(expected))
-    done = all({t for _, t in durable[u].values()} == {ms} for u, ms in expected.items())
-    return True if done else None
+    for user, ms in expected.items():
+        times = {t for _, t in durable[user].values()}
+        if times != {ms}:
+            lagging[user] = (max(times) if times else None, ms)
+    return lagging
+
+
+async def _ready(port: int) -> bool | None:
+    try:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    except httpx.HTTPError:
+        return None
+    return True if "recsys_features_ready 1.0" in text else None
+
+
+async def _all_done(
+    fe: FeatureEnv, redis: Redis, run: dict[str, str], expected: dict[str, int]
+) -> bool | None:
+    """Every member's newest event is reflected in both stores of ``run``."""
+    return None if await _lagging(fe, redis, run, expected) else True
 
 
 async def test_crash_restart_and_two_workers_equal_a_clean_run(
@@ -112,40 +139,62 @@ async def test_crash_restart_and_two_workers_equal_a_clean_run(
     prefixes = {name: env["RECSYS_REDIS__KEY_PREFIX"] for name, env in runs.items()}
     keyspaces = {name: env["RECSYS_CASSANDRA__KEYSPACE"] for name, env in runs.items()}
 
-    # (b) first life: process the first half, never commit an offset, die without warning.
-    crash_env = {**runs["crash"], "RECSYS_FEATURES__COMMIT_INTERVAL_S": "600"}
-    with running_worker(crash_env, tmp_path / "crash-1.log") as proc:
-        await wait_for(
-            lambda: _all_done(fe, redis, runs["crash"], expected_first),
-            what="the first half",
-            proc=proc,
-        )
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-    await produce(fe.settings, fe.events_topic, second)
-
-    # (b) second life, (a) the clean run and (c) two workers, all on the full stream.
+    # (c) two workers join their group before their stream starts, so they share the
+    # partitions from the first event on (a copy of the stream on a topic of their own).
+    two_topic = f"{fe.events_topic}-two"
+    await create_topics(fe.settings, [two_topic], 3)
+    runs["two"]["RECSYS_FEATURES__EVENTS_TOPIC"] = two_topic
+    ports = [free_port(), free_port()]
     with (
-        running_worker(runs["crash"], tmp_path / "crash-2.log") as crash,
-        running_worker(runs["clean"], tmp_path / "clean.log") as clean,
-        running_worker(runs["two"], tmp_path / "two-1.log") as two_a,
-        running_worker(runs["two"], tmp_path / "two-2.log") as two_b,
+        running_worker(
+            {**runs["two"], "RECSYS_METRICS__PORT": str(ports[0])}, tmp_path / "two-1.log"
+        ) as two_a,
+        running_worker(
+            {**runs["two"], "RECSYS_METRICS__PORT": str(ports[1])}, tmp_path / "two-2.log"
+        ) as two_b,
     ):
-        for name, proc in (("crash", crash), ("clean", clean), ("two", two_a), ("two", two_b)):
+        for port, proc in zip(ports, (two_a, two_b), strict=True):
+            await wait_for(lambda port=port: _ready(port), what="two workers joined", proc=proc)  # type: ignore[misc]
+
+        # (b) first life: process the first half, never commit an offset, die without warning.
+        crash_env = {**runs["crash"], "RECSYS_FEATURES__COMMIT_INTERVAL_S": "600"}
+        with running_worker(crash_env, tmp_path / "crash-1.log") as proc:
             await wait_for(
-                lambda name=name: _all_done(fe, redis, runs[name], expected_all),  # type: ignore[misc]
-                limit_s=120,
-                what=f"run {name}",
+                lambda: _all_done(fe, redis, runs["crash"], expected_first),
+                what="the first half",
                 proc=proc,
             )
-        # Trending counts are per partition, written by whichever worker owns it: the three
-        # runs' merged lists must agree (and not be empty).
-        trending = await wait_for(
-            lambda: _trending_agrees(redis, [prefixes[n] for n in ("clean", "crash", "two")]),
-            what="equal trending lists",
-        )
-        assert trending["trending_titles_24h"]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+        await produce(fe.settings, fe.events_topic, second)
+        await produce(fe.settings, two_topic, events)
+
+        # (b) second life and (a) the clean run on the full stream, beside (c).
+        with (
+            running_worker(runs["crash"], tmp_path / "crash-2.log") as crash,
+            running_worker(runs["clean"], tmp_path / "clean.log") as clean,
+        ):
+            for name, proc in (("crash", crash), ("clean", clean), ("two", two_a), ("two", two_b)):
+                try:
+                    await wait_for(
+                        lambda name=name: _all_done(fe, redis, runs[name], expected_all),  # type: ignore[misc]
+                        limit_s=120,
+                        what=f"run {name}",
+                        proc=proc,
+                    )
+                except AssertionError as exc:
+                    lagging = await _lagging(fe, redis, runs[name], expected_all)
+                    raise AssertionError(
+                        f"{exc}; (stored, expected) event times: {lagging}"
+                    ) from None
+            # Trending counts are per partition, written by whichever worker owns it: the three
+            # runs' merged lists must agree (and not be empty).
+            trending = await wait_for(
+                lambda: _trending_agrees(redis, [prefixes[n] for n in ("clean", "crash", "two")]),
+                what="equal trending lists",
+            )
+            assert trending["trending_titles_24h"]
 
     clean_redis = await _redis_dump(redis, prefixes["clean"], users)
     clean_cassandra = await _cassandra_dump(fe, keyspaces["clean"], users)
