@@ -1,6 +1,7 @@
 """The Faust app: one agent over the events topic, one changelog-backed table of member state.
 
-    job = FeatureJob(settings, catalog=..., redis_store=..., cassandra_store=..., metrics=...)
+    job = FeatureJob(settings, catalog=..., redis_store=..., cassandra_store=...,
+                     trending_store=..., metrics=...)
     app = create_app(settings, job)       # built in main(), never at import time
     faust.Worker(app).execute_from_commandline()
 
