@@ -268,20 +268,28 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
     )
     metrics = job.metrics
 
-    async def publish(result: BatchResult) -> None:
+    async def produce(
+        states: Iterable[tuple[bytes, bytes, int]],
+        *,
+        late: Iterable[tuple[bytes, bytes]] = (),
+        sessions: Iterable[tuple[bytes, bytes]] = (),
+    ) -> None:
         # Straight to the transport producer: one record per changed member (not per event),
-        # each state to its member's own partition of the changelog. Waiting for the broker's
-        # acknowledgements before the batch's events are acked means a committed offset never
-        # runs ahead of the changelog (Faust also flushes the producer before committing).
+        # each state (key, encoded state, partition) to its member's own partition of the
+        # changelog. Waiting for the broker's acknowledgements before the batch's events are
+        # acked means a committed offset never runs ahead of the changelog (Faust also
+        # flushes the producer before committing).
         send = app.producer.send
         changelog = table.changelog_topic.get_topic_name()
-        pending = [
-            await send(changelog, u.key, u.state, u.partition, None, None) for u in result.updates
-        ]
-        for topic, records in ((fs.late_topic, result.late), (fs.sessions_topic, result.sessions)):
+        pending = [await send(changelog, k, v, p, None, None) for k, v, p in states]
+        for topic, records in ((fs.late_topic, late), (fs.sessions_topic, sessions)):
             pending += [await send(topic, k, v, None, None, None) for k, v in records]
         if pending:
             await asyncio.gather(*pending)
+
+    async def publish(result: BatchResult) -> None:
+        states = [(u.key, u.state, u.partition) for u in result.updates]
+        await produce(states, late=result.late, sessions=result.sessions)
 
     @app.agent(events)
     async def process(stream: Any) -> None:
@@ -313,15 +321,10 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
     @app.timer(fs.idle_session_check_s)  # type: ignore[untyped-decorator]
     async def close_idle_sessions() -> None:
         closes = job.close_idle_sessions(table.data)
-        if not closes:
-            return
-        send = app.producer.send
-        changelog = table.changelog_topic.get_topic_name()
-        pending = []
-        for c in closes:
-            pending.append(await send(changelog, c.key, c.state, c.partition, None, None))
-            pending.append(await send(fs.sessions_topic, c.key, c.summary, None, None, None))
-        await asyncio.gather(*pending)
+        await produce(
+            [(c.key, c.state, c.partition) for c in closes],
+            sessions=[(c.key, c.summary) for c in closes],
+        )
 
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
