@@ -39,7 +39,7 @@ def test_duplicate_event_ids_are_dropped() -> None:
     play = event("a", "play", minutes(0), title="tt_drama")
     state, results = run(play, play, play)
     assert results == [Applied.APPLIED, Applied.DUPLICATE, Applied.DUPLICATE]
-    assert state.days == {(T0.timestamp() * 1000) // 86_400_000: [1, 0]}
+    assert state.days == {(T0.timestamp() * 1000) // 86_400_000: (1, 0)}
 
 
 def test_event_ids_are_forgotten_after_the_dedup_window() -> None:

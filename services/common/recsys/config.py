@@ -159,14 +159,11 @@ class FeaturesSettings(BaseModel):
     )
     dedup_window_s: float = Field(default=3600.0, gt=0, description="event_id memory.")
     batch_max_events: int = Field(
-        default=5000, ge=1, le=100_000, description="Events the worker folds in one batch."
-    )
-    batch_wait_s: float = Field(
-        default=0.15,
-        gt=0,
-        le=5,
-        description="How long a batch fills before it is folded: longer batches repeat more "
-        "members (cheaper per event) but add to freshness.",
+        default=5000,
+        ge=1,
+        le=100_000,
+        description="Most events the worker folds in one batch (one fetch); a worker that "
+        "keeps up folds whatever arrived since its last batch.",
     )
     flush_interval_s: float = Field(
         default=0.1, gt=0, description="How often changed members are written to Redis."

@@ -1,23 +1,24 @@
-"""The Faust app: one agent over the events topic, one changelog-backed table of member state.
+"""The Faust app: the events topic folded in batches into a changelog-backed table of member state.
 
     job = FeatureJob(settings, catalog=..., redis_store=..., cassandra_store=...,
                      trending_store=..., metrics=...)
     app = create_app(settings, job)       # built in main(), never at import time
     faust.Worker(app).execute_from_commandline()
 
-The agent takes the events in batches (``take_events``), folds each batch into the members'
-states (:func:`recsys_features.fold.fold_batch`: one decode/encode per member per batch), puts
-each changed member's encoded state in the table's store and its changelog topic, sends late
-events and closed sessions to their topics, and waits for the broker to acknowledge all of it
-before the batch's offsets can be committed. Store writes are coalesced per member and flushed
-by timers (:class:`recsys_features.store_writer.StoreWriter`). Why this layout and what it
+The app's consumer (:class:`recsys_features.batch_consumer.BatchingConsumer`) hands the events
+over one fetch at a time. Each batch is folded into the members' states
+(:func:`recsys_features.fold.fold_batch`: one decode/encode per member per batch); each changed
+member's encoded state goes to the table's store and its changelog topic, late events and
+closed sessions to their topics, and the broker acknowledges all of it before the consumer may
+commit the batch's offsets. Store writes are coalesced per member and flushed by timers
+(:class:`recsys_features.store_writer.StoreWriter`). Why this layout and what it
 guarantees: docs/features.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 from cachetools import LRUCache
+from faust.types import TP
 
 from recsys.config import Settings
 from recsys.log import get_logger
+from recsys_features.batch_consumer import BatchingTransport
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.catalog import CassandraCatalog, Catalog
 from recsys_features.fold import (
@@ -254,14 +257,15 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         topic_replication_factor=settings.kafka.replication_factor,
         table_standby_replicas=0,
         producer_acks=-1,
-        # A batch sends one changelog record per member at once: let them share requests.
-        producer_linger=0.005,
+        # A batch sends its changelog records without yielding, so they share requests
+        # without a linger (which would add to every batch's wait for acknowledgements).
         producer_max_batch_size=1024 * 1024,
-        # Fetch and buffer whole batches: the agent takes up to batch_max_events at a time.
+        # One fetch is one batch: at most batch_max_events, fewer when the worker keeps up.
         broker_max_poll_records=fs.batch_max_events,
-        stream_buffer_maxsize=max(4096, 2 * fs.batch_max_events),
     )
-    events = app.topic(fs.events_topic, key_serializer="raw", value_serializer="raw")
+    # acks=False: Faust does not track the events' messages; the batching consumer commits
+    # the position after each handled batch itself.
+    events = app.topic(fs.events_topic, key_serializer="raw", value_serializer="raw", acks=False)
     # bytes keys and values: the changelog stores the encoded UserState as is (raw codec).
     table = app.Table(
         TABLE_NAME, default=None, partitions=fs.partitions, key_type=bytes, value_type=bytes
@@ -291,16 +295,19 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         states = [(u.key, u.state, u.partition) for u in result.updates]
         await produce(states, late=result.late, sessions=result.sessions)
 
-    @app.agent(events)
-    async def process(stream: Any) -> None:
-        async for batch in stream.take_events(fs.batch_max_events, within=fs.batch_wait_s):
-            records = []
-            for event in batch:
-                message = event.message
-                job.positions[message.partition] = message.offset + 1
-                records.append(Record(message.partition, event.value))
-            metrics.batch_events.observe(len(records))
-            await publish(job.fold(records, table.data))
+    async def handle(batches: Mapping[TP, Sequence[Any]]) -> None:
+        records = []
+        for tp, tp_records in batches.items():
+            partition = tp.partition
+            job.positions[partition] = tp_records[-1].offset + 1
+            records += [Record(partition, record.value) for record in tp_records]
+        metrics.batch_events.observe(len(records))
+        await publish(job.fold(records, table.data))
+
+    app.transport = BatchingTransport(
+        app.conf.broker_consumer, app, topics=[events.get_topic_name()], handler=handle
+    )
+    app.topics.add(events)  # subscribe; no agent iterates it, the consumer hands batches over
 
     async def flush_while_full(writer: StoreWriter) -> None:
         while await writer.flush() >= fs.flush_max_members:

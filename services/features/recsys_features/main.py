@@ -7,6 +7,7 @@ Everything is built here from :class:`recsys.config.Settings`, nothing at import
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import faust
 import uvloop
@@ -59,10 +60,26 @@ def main() -> None:
     worker = faust.Worker(
         app, loglevel=settings.log.level.lower(), override_logging=False, quiet=True
     )
+    tune_gc()
     try:
         worker.execute_from_commandline()
     finally:
         cassandra.close()
+
+
+def tune_gc() -> None:
+    """Collect the oldest generation less often, and never look at startup objects again.
+
+    A batch's objects live as long as the batch (up to a second), so many survive two young
+    collections and count towards a full one; with Python's defaults a worker at 4,000 events/s
+    spent about a fifth of its CPU (0.25 s per full collection) walking the cached member states
+    and pending store writes. Cyclic garbage is rare here (reference counting frees the rest).
+    """
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
+
+
+GC_YOUNG_THRESHOLD = 5_000  # allocations between young collections (Python's default: 700)
 
 
 if __name__ == "__main__":
