@@ -15,9 +15,12 @@ Why committing a handled position is safe, and what happens around a rebalance:
 - A batch is handled under a lock; a revocation takes the same lock, so it waits for the batch in
   flight and then commits what was handled for the revoked partitions before their new owner
   starts from that offset.
-- Records fetched while a rebalance was under way are not handled. If the rebalance completed
-  while they were fetched, every partition is moved back to its committed offset, so nothing is
-  skipped (records after the committed offset may be folded again; the fold is idempotent).
+- Records fetched while a rebalance was under way are not handled. Those that come back after
+  the flow stopped are put back (each partition seeks to its first such record); a batch that
+  was waiting while a revocation went through is dropped, as Faust's recovery seeks every
+  stream partition back to its committed offset before the flow resumes. Either way whoever
+  owns the partition next fetches them again (records after a committed offset may be folded
+  twice; the fold is idempotent).
 """
 
 from __future__ import annotations
@@ -105,14 +108,14 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 await asyncio.sleep(0)  # getmany can return at once, again and again
                 if not records or self.should_stop:
                     continue
-                if not self.flow_active:
-                    await self._seek_back("flow stopped while fetching")
+                if not self.flow_active:  # a rebalance began while fetching
+                    await self._put_back(records, "flow stopped")
                     continue
                 batches: dict[TP, Sequence[Any]] = {}
                 for tp, tp_records in records.items():
-                    if active is not None and tp not in active:
-                        continue
-                    if tp.topic in self.batch_topics:
+                    if active is not None and tp not in active:  # paused while fetching
+                        await self._put_back({tp: tp_records}, "partition paused")
+                    elif tp.topic in self.batch_topics:
                         batches[tp] = tp_records
                     else:
                         await self._deliver_each(tp, tp_records)
@@ -129,22 +132,30 @@ class BatchingConsumer(aiokafka_driver.Consumer):
 
     async def _handle(self, epoch: int, batches: dict[TP, Sequence[Any]]) -> None:
         async with self._batch_lock:
-            if epoch != self._epoch:
-                if self._epoch % 2 == 0:  # the rebalance is over: refetch from the commits
-                    await self._seek_back("rebalanced while fetching")
-                return  # else the assignment will seek every partition to its commit
+            if epoch != self._epoch or not self.flow_active:
+                # Fetched (or waited for the lock) around a rebalance: maybe for partitions
+                # that are someone else's now. Faust's recovery seeks every stream partition
+                # back to its committed offset before the flow resumes: dropping skips nothing.
+                log.info("batch_dropped_in_rebalance", records=sum(map(len, batches.values())))
+                return
             await self.batch_handler(batches)
             for tp, tp_records in batches.items():
                 self._handled[tp] = tp_records[-1].offset + 1
             for tp in batches:
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
 
-    async def _seek_back(self, why: str) -> None:
-        log.info("refetching_from_committed", reason=why)
-        try:
-            await self.perform_seek()
-        except Exception as exc:  # as Faust's getmany: the next assignment seeks again
-            log.warning("seek_to_committed_failed", error=repr(exc))
+    async def _put_back(self, records: Mapping[TP, Sequence[Any]], why: str) -> None:
+        """Seek each partition back to the first of its records that cannot be delivered now.
+
+        Faust's getmany seeks to the committed offsets instead, which leaves a changelog
+        partition (never committed) past records its recovery is waiting for.
+        """
+        log.info("fetch_put_back", reason=why, records=sum(map(len, records.values())))
+        for tp, tp_records in records.items():
+            try:
+                await self.seek(tp, tp_records[0].offset)
+            except Exception as exc:  # not ours any more: its next owner starts from its commit
+                log.info("put_back_skipped", partition=str(tp), error=repr(exc))
 
     async def _deliver_each(self, tp: TP, tp_records: Sequence[Any]) -> None:
         # Faust's own per-record path (minus its gap bookkeeping: no acking topic comes here).

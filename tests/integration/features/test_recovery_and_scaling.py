@@ -6,11 +6,16 @@ process it: (a) one worker, clean; (b) one worker SIGKILLed after the first half
 offsets, then restarted; (c) two workers sharing the partitions (joined before their copy of the
 stream starts). Their stored features and trending lists must be equal, apart from the
 wall-clock ``_written_at_ms``.
+
+A second test changes the group while events flow: a worker joins a busy group, then the first
+one leaves it; the result must again equal a clean run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from recsys.clients.kafka import kafka_producer
 from recsys.config import Settings
+from recsys.events.v1 import events_pb2
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.redis_store import WRITTEN_AT_FIELD
 from recsys_features.trending import WINDOWS
@@ -202,3 +209,92 @@ async def test_crash_restart_and_two_workers_equal_a_clean_run(
     for name in ("crash", "two"):
         assert await _redis_dump(redis, prefixes[name], users) == clean_redis, name
         assert await _cassandra_dump(fe, keyspaces[name], users) == clean_cassandra, name
+
+
+async def _trickle(
+    settings: Settings,
+    topic: str,
+    events: Sequence[events_pb2.Event],
+    gates: Sequence[tuple[float, asyncio.Event]],
+    *,
+    chunk: int = 15,
+    pause_s: float = 0.1,
+) -> None:
+    """Send ``events`` a chunk every ``pause_s``; past each gate's share of the stream, wait for
+    its event first (so every change of the group happens while events are still arriving)."""
+    producer = kafka_producer(settings.kafka)
+    await producer.start()
+    try:
+        for start in range(0, len(events), chunk):
+            for share, gate in gates:
+                if start >= share * len(events):
+                    await gate.wait()
+            for ev in events[start : start + chunk]:
+                await producer.send(topic, ev.SerializeToString(), key=ev.user_id.encode())
+            await producer.flush()
+            await asyncio.sleep(pause_s)
+    finally:
+        await producer.stop()
+
+
+async def test_workers_joining_and_leaving_a_busy_group_equal_a_clean_run(
+    feature_env: FeatureEnv, redis: Redis, tmp_path: Path
+) -> None:
+    fe = feature_env
+    events = workload(users=60, per_user=40)
+    users = sorted({ev.user_id for ev in events})
+    expected = last_event_ms(events)
+    runs = {name: _run_env(fe, tmp_path, name, fe.settings) for name in ("clean", "busy")}
+    ports = [free_port(), free_port()]
+    joined, left = asyncio.Event(), asyncio.Event()
+
+    def busy(worker: int) -> dict[str, str]:
+        # Their logs say what was dropped or committed around each rebalance.
+        return {
+            **runs["busy"],
+            "RECSYS_METRICS__PORT": str(ports[worker]),
+            "RECSYS_LOG__LEVEL": "INFO",
+        }
+
+    with running_worker(busy(0), tmp_path / "busy-1.log") as first:
+        await wait_for(lambda: _ready(ports[0]), what="the first worker", proc=first)
+        feeding = asyncio.create_task(
+            _trickle(fe.settings, fe.events_topic, events, [(0.5, joined), (0.75, left)])
+        )
+        with running_worker(busy(1), tmp_path / "busy-2.log") as second:
+            # The join rebalances the group while the first worker folds the trickle.
+            await wait_for(lambda: _ready(ports[1]), what="the second worker joined", proc=second)
+            joined.set()
+            first.terminate()  # leaves the group with events in flight
+            first.wait(timeout=60)
+            left.set()
+            await feeding
+            with running_worker(runs["clean"], tmp_path / "clean.log") as clean:
+                for name, proc in (("clean", clean), ("busy", second)):
+                    try:
+                        await wait_for(
+                            lambda name=name: _all_done(fe, redis, runs[name], expected),  # type: ignore[misc]
+                            limit_s=120,
+                            what=f"run {name}",
+                            proc=proc,
+                        )
+                    except AssertionError as exc:
+                        lagging = await _lagging(fe, redis, runs[name], expected)
+                        raise AssertionError(
+                            f"{exc}; (stored, expected) event times: {lagging}"
+                        ) from None
+                await wait_for(
+                    lambda: _trending_agrees(
+                        redis, [runs[n]["RECSYS_REDIS__KEY_PREFIX"] for n in ("clean", "busy")]
+                    ),
+                    what="equal trending lists",
+                )
+
+    prefixes = {name: env["RECSYS_REDIS__KEY_PREFIX"] for name, env in runs.items()}
+    keyspaces = {name: env["RECSYS_CASSANDRA__KEYSPACE"] for name, env in runs.items()}
+    clean_redis = await _redis_dump(redis, prefixes["clean"], users)
+    assert all(fields for fields, _ in clean_redis.values())
+    assert await _redis_dump(redis, prefixes["busy"], users) == clean_redis
+    assert await _cassandra_dump(fe, keyspaces["busy"], users) == await _cassandra_dump(
+        fe, keyspaces["clean"], users
+    )
