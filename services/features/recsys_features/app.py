@@ -18,16 +18,18 @@ guarantees: docs/features.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.partitioner import murmur2
 from cachetools import LRUCache
+from faust.transport.drivers.aiokafka import Producer as FaustKafkaProducer
 from faust.types import TP
 
+from recsys.clients.kafka import send_batches
 from recsys.config import Settings
 from recsys.log import get_logger
 from recsys_features.batch_consumer import BatchingTransport
@@ -278,14 +280,19 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         late: Iterable[tuple[bytes, bytes]] = (),
         sessions: Iterable[tuple[bytes, bytes]] = (),
     ) -> None:
-        # Straight to the transport producer: one record per changed member (not per event),
-        # each state (key, encoded state, partition) to its member's own partition of the
-        # changelog. Waiting for the broker's acknowledgements before the batch's events are
-        # acked means a committed offset never runs ahead of the changelog (Faust also
+        # One record per changed member (not per event), each state (key, encoded state,
+        # partition) to its member's own partition of the changelog, in one batch per
+        # partition. Waiting for the broker's acknowledgements before the consumer may commit
+        # the batch means a committed offset never runs ahead of the changelog (Faust also
         # flushes the producer before committing).
-        send = app.producer.send
         changelog = table.changelog_topic.get_topic_name()
-        pending = [await send(changelog, k, v, p, None, None) for k, v, p in states]
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+        for key, state, partition in states:
+            by_partition.setdefault((changelog, partition), []).append((key, state))
+        # Faust's own aiokafka producer (its flush before a commit covers these batches).
+        producer = cast(FaustKafkaProducer, app.producer)._ensure_producer()
+        pending: list[Awaitable[Any]] = [*await send_batches(producer, by_partition)]
+        send = app.producer.send
         for topic, records in ((fs.late_topic, late), (fs.sessions_topic, sessions)):
             pending += [await send(topic, k, v, None, None, None) for k, v in records]
         if pending:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -10,7 +11,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from recsys.config import KafkaSettings
 
-__all__ = ["kafka_admin", "kafka_consumer", "kafka_producer"]
+__all__ = ["kafka_admin", "kafka_consumer", "kafka_producer", "send_batches"]
+
+# (topic, partition) -> records (key, value) in the order they must be written
+PartitionedRecords = Mapping[tuple[str, int], Iterable[tuple[bytes | None, bytes]]]
 
 
 def kafka_producer(
@@ -70,3 +74,27 @@ def kafka_admin(settings: KafkaSettings, *, client_id: str | None = None) -> AIO
         client_id=client_id or f"{settings.client_id}-admin",
         request_timeout_ms=settings.request_timeout_ms,
     )
+
+
+async def send_batches(
+    producer: AIOKafkaProducer, records: PartitionedRecords
+) -> list[asyncio.Future[Any]]:
+    """Hand each partition's records to the producer as ready-made batches.
+
+    ``send()`` costs about 30 us of Python per record (a metadata check, a future, the
+    accumulator); a batch costs that once, which matters for the thousands of records a
+    stream worker or a load generator sends per second. Returns the batches' delivery
+    futures: await them (or flush) before relying on the records being written.
+    """
+    pending: list[asyncio.Future[Any]] = []
+    for (topic, partition), items in records.items():
+        batch = producer.create_batch()
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(f"a record of {len(value)} bytes exceeds the batch size")
+        if batch.record_count():
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
+    return pending
