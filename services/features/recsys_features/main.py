@@ -37,7 +37,7 @@ def main() -> None:
     cassandra = connect_cassandra(settings.cassandra)
     catalog = CassandraCatalog(cassandra, settings.cassandra.keyspace)
     catalog.load()
-    redis = redis_client(settings.redis)
+    redis = redis_client(settings.redis, timeout_s=settings.features.redis_timeout_s)
     job = FeatureJob(
         settings,
         catalog=catalog,
