@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,26 @@ async def _all_done(
     return None if await _lagging(fe, redis, run, expected) else True
 
 
+async def _wait_until_done(
+    fe: FeatureEnv,
+    redis: Redis,
+    run: dict[str, str],
+    expected: dict[str, int],
+    *,
+    name: str,
+    proc: subprocess.Popen[Any],
+) -> None:
+    """Wait for every member's newest event in both stores of ``run``; on timeout, say which
+    members lag."""
+    try:
+        await wait_for(
+            lambda: _all_done(fe, redis, run, expected), limit_s=120, what=f"run {name}", proc=proc
+        )
+    except AssertionError as exc:
+        lagging = await _lagging(fe, redis, run, expected)
+        raise AssertionError(f"{exc}; (stored, expected) event times: {lagging}") from None
+
+
 async def test_crash_restart_and_two_workers_equal_a_clean_run(
     feature_env: FeatureEnv, redis: Redis, tmp_path: Path
 ) -> None:
@@ -183,18 +204,7 @@ async def test_crash_restart_and_two_workers_equal_a_clean_run(
             running_worker(runs["clean"], tmp_path / "clean.log") as clean,
         ):
             for name, proc in (("crash", crash), ("clean", clean), ("two", two_a), ("two", two_b)):
-                try:
-                    await wait_for(
-                        lambda name=name: _all_done(fe, redis, runs[name], expected_all),  # type: ignore[misc]
-                        limit_s=120,
-                        what=f"run {name}",
-                        proc=proc,
-                    )
-                except AssertionError as exc:
-                    lagging = await _lagging(fe, redis, runs[name], expected_all)
-                    raise AssertionError(
-                        f"{exc}; (stored, expected) event times: {lagging}"
-                    ) from None
+                await _wait_until_done(fe, redis, runs[name], expected_all, name=name, proc=proc)
             # Trending counts are per partition, written by whichever worker owns it: the three
             # runs' merged lists must agree (and not be empty).
             trending = await wait_for(
@@ -271,18 +281,7 @@ async def test_workers_joining_and_leaving_a_busy_group_equal_a_clean_run(
             await feeding
             with running_worker(runs["clean"], tmp_path / "clean.log") as clean:
                 for name, proc in (("clean", clean), ("busy", second)):
-                    try:
-                        await wait_for(
-                            lambda name=name: _all_done(fe, redis, runs[name], expected),  # type: ignore[misc]
-                            limit_s=120,
-                            what=f"run {name}",
-                            proc=proc,
-                        )
-                    except AssertionError as exc:
-                        lagging = await _lagging(fe, redis, runs[name], expected)
-                        raise AssertionError(
-                            f"{exc}; (stored, expected) event times: {lagging}"
-                        ) from None
+                    await _wait_until_done(fe, redis, runs[name], expected, name=name, proc=proc)
                 await wait_for(
                     lambda: _trending_agrees(
                         redis, [runs[n]["RECSYS_REDIS__KEY_PREFIX"] for n in ("clean", "busy")]
