@@ -32,7 +32,7 @@ from faust.types import TP
 from recsys.clients.kafka import send_batches
 from recsys.config import Settings
 from recsys.log import get_logger
-from recsys_features.batch_consumer import BatchingTransport
+from recsys_features.batch_consumer import BatchingConsumer, BatchingTransport
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.catalog import CassandraCatalog, Catalog
 from recsys_features.fold import (
@@ -101,7 +101,6 @@ class FeatureJob:
         self.trending: dict[int, PartitionTrending] = {}  # partition -> its members' counts
         # partition -> member -> last event time of its open, not yet summarised session
         self.open_sessions: dict[int, dict[bytes, int]] = {}
-        self.positions: dict[int, int] = {}  # partition -> next offset to process
         self._states: LRUCache[bytes, UserState] | None = (
             LRUCache(maxsize=fs.state_cache_members) if fs.state_cache_members else None
         )
@@ -306,7 +305,6 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         records = []
         for tp, tp_records in batches.items():
             partition = tp.partition
-            job.positions[partition] = tp_records[-1].offset + 1
             records += [Record(partition, record.value) for record in tp_records]
         metrics.batch_events.observe(len(records))
         await publish(job.fold(records, table.data))
@@ -342,11 +340,11 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
 
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
-        consumer = app.consumer
+        consumer = cast(BatchingConsumer, app.consumer)
         for tp in consumer.assignment():
             if tp.topic != fs.events_topic:
                 continue
-            position = job.positions.get(tp.partition)
+            position = consumer.handled_offset(tp)
             if position is None:
                 continue
             # Typed int, but aiokafka answers None for a partition not fetched from yet.

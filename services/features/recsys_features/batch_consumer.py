@@ -83,6 +83,11 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         else:
             self._committed_offset.update(offsets)
 
+    def handled_offset(self, tp: TP) -> int | None:
+        """The offset after the last handled record of ``tp`` (None before its first batch
+        since it was assigned): what the next commit covers, and where consumer lag starts."""
+        return self._handled.get(tp)
+
     # -- committing (Faust's commit timer and shutdown call these) --------------------------
 
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
@@ -93,7 +98,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
 
     def _new_offset(self, tp: TP) -> int | None:
         if tp.topic in self.batch_topics:
-            return self._handled.get(tp)
+            return self.handled_offset(tp)
         return super()._new_offset(tp)
 
     # -- fetching -----------------------------------------------------------------------------
@@ -141,7 +146,6 @@ class BatchingConsumer(aiokafka_driver.Consumer):
             await self.batch_handler(batches)
             for tp, tp_records in batches.items():
                 self._handled[tp] = tp_records[-1].offset + 1
-            for tp in batches:
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
 
     async def _put_back(self, records: Mapping[TP, Sequence[Any]], why: str) -> None:
