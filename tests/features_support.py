@@ -18,6 +18,7 @@ from aiokafka.admin import NewTopic
 from recsys.clients.kafka import kafka_admin, kafka_producer
 from recsys.config import Settings
 from recsys.events.v1 import events_pb2
+from recsys_features.catalog import DictCatalog, TitleInfo
 
 T = TypeVar("T")
 
@@ -40,6 +41,17 @@ _DEVICES = {
     "web": events_pb2.DEVICE_WEB,
     "console": events_pb2.DEVICE_CONSOLE,
 }
+
+
+# The titles the scripted sequences use, as an in-memory catalog (unit tests).
+CATALOG = DictCatalog(
+    {
+        "tt_action": TitleInfo(("action", "thriller"), 3600.0),
+        "tt_drama": TitleInfo(("drama", "comedy"), 6000.0),
+        "tt_doc": TitleInfo(("documentary",), 5400.0),
+        "tt_comedy": TitleInfo(("comedy",), 1800.0),
+    }
+)
 
 
 def event(

@@ -7,19 +7,10 @@ from collections import Counter
 import pytest
 
 from recsys.events.v1 import events_pb2
-from recsys_features.catalog import DictCatalog, TitleInfo
 from recsys_features.fold import INVALID, BatchResult, Record, decoding, fold_batch
 from recsys_features.state import UserState
-from tests.features_support import EXPECTED_U1, event, minutes, scripted_u1, workload
+from tests.features_support import CATALOG, EXPECTED_U1, event, minutes, scripted_u1, workload
 
-CATALOG = DictCatalog(
-    {
-        "tt_action": TitleInfo(("action", "thriller"), 3600.0),
-        "tt_drama": TitleInfo(("drama", "comedy"), 6000.0),
-        "tt_doc": TitleInfo(("documentary",), 5400.0),
-        "tt_comedy": TitleInfo(("comedy",), 1800.0),
-    }
-)
 GRACE = 5 * 60 * 1000
 NOTHING: dict[bytes, bytes] = {}  # an empty table
 

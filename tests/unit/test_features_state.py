@@ -6,18 +6,9 @@ from typing import Any
 
 import orjson
 
-from recsys_features.catalog import DictCatalog, TitleInfo
 from recsys_features.state import Applied, UserState
-from tests.features_support import EXPECTED_U1, T0, event, minutes, scripted_u1
+from tests.features_support import CATALOG, EXPECTED_U1, T0, event, minutes, scripted_u1
 
-CATALOG = DictCatalog(
-    {
-        "tt_action": TitleInfo(("action", "thriller"), 3600.0),
-        "tt_drama": TitleInfo(("drama", "comedy"), 6000.0),
-        "tt_doc": TitleInfo(("documentary",), 5400.0),
-        "tt_comedy": TitleInfo(("comedy",), 1800.0),
-    }
-)
 GRACE = 5 * 60 * 1000
 
 
