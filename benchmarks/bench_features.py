@@ -37,7 +37,7 @@ from recsys.clients.kafka import kafka_admin, kafka_producer
 from recsys.clients.redis import redis_client
 from recsys.config import Settings
 from recsys.events.v1 import events_pb2
-from recsys.infra.cql_migrations import apply_migrations
+from recsys.infra.cql_migrations import apply_migrations, drop_keyspace
 
 KINDS = [
     events_pb2.EVENT_TYPE_VIEW,
@@ -322,7 +322,7 @@ async def main() -> None:
         async for key in redis.scan_iter(match=f"{prefix}:*"):
             await redis.delete(key)
         await redis.aclose()
-        cassandra.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        drop_keyspace(cassandra, keyspace)
         cassandra.close()
 
 

@@ -14,7 +14,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from recsys.clients.cassandra import CassandraClient
 from recsys.clients.kafka import kafka_admin
 from recsys.config import Settings
-from recsys.infra.cql_migrations import MIGRATIONS_DIR, apply_migrations
+from recsys.infra.cql_migrations import MIGRATIONS_DIR, apply_migrations, drop_keyspace
 from recsys.infra.kafka_topics import ensure_topics
 from recsys.infra.server import InfraError
 from recsys.topics import TOPICS, TopicSpec
@@ -70,7 +70,7 @@ async def test_topic_drift_is_repaired(admin: AIOKafkaAdminClient, unique: str) 
 def keyspace(cassandra: CassandraClient, unique: str) -> Iterator[str]:
     name = f"test_mig_{unique}"
     yield name
-    cassandra.session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+    drop_keyspace(cassandra, name)
 
 
 def test_migrations_apply_once_in_order(

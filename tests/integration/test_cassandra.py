@@ -10,7 +10,7 @@ import pytest
 
 from recsys.clients.cassandra import CassandraClient
 from recsys.config import Settings
-from recsys.infra.cql_migrations import ensure_keyspace
+from recsys.infra.cql_migrations import drop_keyspace, ensure_keyspace
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def keyspace(cassandra: CassandraClient, infra: Settings, unique: str) -> Iterat
     ensure_keyspace(cassandra, infra.cassandra, name)
     cassandra.session.execute(f"CREATE TABLE {name}.kv (k text PRIMARY KEY, v text, n int)")
     yield name
-    cassandra.session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+    drop_keyspace(cassandra, name)
 
 
 async def test_prepared_write_and_read_with_ttl(cassandra: CassandraClient, keyspace: str) -> None:

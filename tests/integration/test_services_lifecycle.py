@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from recsys.clients.cassandra import connect_cassandra
 from recsys.config import Settings
 from recsys.infra import manager
-from recsys.infra.cql_migrations import apply_migrations
+from recsys.infra.cql_migrations import apply_migrations, drop_keyspace
 from recsys.infra.process import read_record
 from recsys.infra.server import InfraError
 from recsys.infra.services import metric_value
@@ -116,7 +116,7 @@ def platform(
     finally:
         # Whatever a failed assertion left running (the workers are ours only by record).
         manager.down(p.settings, manager.SERVICE_NAMES, progress=lambda _: None)
-        client.session.execute(f"DROP KEYSPACE IF EXISTS {p.keyspace}")
+        drop_keyspace(client, p.keyspace)
         client.close()
         asyncio.run(delete_topics(infra, f"test.{unique}."))
         asyncio.run(delete_topics(infra, f"test-svc-{unique}"))

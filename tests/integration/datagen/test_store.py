@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from recsys.cli.main import build_app
 from recsys.clients.cassandra import CassandraClient
 from recsys.config import LakeSettings, Settings
-from recsys.infra.cql_migrations import apply_migrations, ensure_keyspace
+from recsys.infra.cql_migrations import apply_migrations, drop_keyspace, ensure_keyspace
 from recsys.lake import load_catalog
 from recsys_datagen import catalog_store
 from recsys_datagen.dimensions import SYNTHETIC
@@ -31,7 +31,7 @@ def keyspace(cassandra: CassandraClient, infra: Settings, unique: str) -> Iterat
     name = f"test_dg_{unique}"
     apply_migrations(cassandra, infra.cassandra, keyspace=name)
     yield name
-    cassandra.session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+    drop_keyspace(cassandra, name)
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ def test_missing_migrations_are_reported(
         with pytest.raises(catalog_store.CatalogTablesMissing, match="run `recsys infra migrate`"):
             catalog_store.ensure_catalog_tables(cassandra, name)
     finally:
-        cassandra.session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+        drop_keyspace(cassandra, name)
 
 
 def test_the_world_commands_against_the_real_stores(

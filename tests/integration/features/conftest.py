@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from recsys.clients.cassandra import CassandraClient, connect_cassandra
 from recsys.config import Settings
-from recsys.infra.cql_migrations import apply_migrations
+from recsys.infra.cql_migrations import apply_migrations, drop_keyspace
 from tests.features_support import create_topics, delete_topics, worker_env
 
 # title_id -> (genres, runtime_min)
@@ -85,7 +85,7 @@ async def feature_env(
     for row in client.session.execute("SELECT keyspace_name FROM system_schema.keyspaces"):
         name = row["keyspace_name"]
         if name == keyspace or name.startswith(f"{keyspace}_"):
-            client.session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+            drop_keyspace(client, name)
     client.close()
     await delete_topics(infra, f"test.{unique}.")
     await delete_topics(infra, f"test-features-{unique}")

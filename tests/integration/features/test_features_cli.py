@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from recsys.clients.cassandra import connect_cassandra
 from recsys.clients.redis import redis_client
 from recsys.config import Settings
+from recsys.infra.cql_migrations import drop_keyspace
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.cli import features_app
 from recsys_features.redis_store import RedisFeatureStore
@@ -108,7 +109,7 @@ def test_show_reads_redis_then_cassandra_then_defaults(infra: Settings) -> None:
     finally:
         asyncio.run(_cleanup(infra, prefix))
         client = connect_cassandra(infra.cassandra)
-        client.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        drop_keyspace(client, keyspace)
         client.close()
 
 

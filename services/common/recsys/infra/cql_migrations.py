@@ -16,7 +16,18 @@ from recsys.clients.cassandra import CassandraClient
 from recsys.config import CassandraSettings
 from recsys.infra.server import InfraError
 
-__all__ = ["MIGRATIONS_DIR", "Migration", "MigrationResult", "apply_migrations", "load_migrations"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Migration",
+    "MigrationResult",
+    "apply_migrations",
+    "drop_keyspace",
+    "load_migrations",
+]
+
+# Schema changes wait for every node to agree on the new schema; on a loaded single node that
+# has taken longer than the driver's 10 s default.
+SCHEMA_TIMEOUT_S = 60.0
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql$")
@@ -111,6 +122,10 @@ def ensure_keyspace(client: CassandraClient, settings: CassandraSettings, keyspa
         f"'class': 'NetworkTopologyStrategy', "
         f"'{settings.local_dc}': {settings.replication_factor}}}"
     )
+
+
+def drop_keyspace(client: CassandraClient, keyspace: str) -> None:
+    client.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=SCHEMA_TIMEOUT_S)
 
 
 def apply_migrations(
