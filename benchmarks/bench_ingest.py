@@ -2,12 +2,18 @@
 
     make bench-ingest                                   # 20 s, 16 in flight, batches of 100
     .venv/bin/python benchmarks/bench_ingest.py --duration 60 --concurrency 16 --profile out.prof
+    .venv/bin/python benchmarks/bench_ingest.py --validation-only    # no Kafka needed
 
-Creates a unique 6-partition topic, starts ``python -m recsys_ingest`` on a free port as a
+First, in this process: how long checking a 500-event batch takes and how long the event loop
+waits meanwhile (a 0.5 ms timer probes it), checked in one go, in chunks with a yield between
+them (what the service does) and in a worker thread.
+
+Then creates a unique 6-partition topic, starts ``python -m recsys_ingest`` on a free port as a
 subprocess (so server and load generator are separate processes, as in production), waits for
 ``/readyz``, then keeps ``--concurrency`` requests of ``--batch`` valid events in flight for
-``--duration`` seconds with pre-serialized bodies, prints accepted events/s, requests/s and request
-latency percentiles, stops the service (SIGTERM, graceful) and deletes the topic.
+``--duration`` seconds with pre-serialized bodies, prints accepted events/s, requests/s, request
+latency percentiles and the latency of ``GET /healthz`` probes sent meanwhile (the event loop's
+responsiveness under load), stops the service (SIGTERM, graceful) and deletes the topic.
 Settings (Kafka address, ...) come from the usual RECSYS_ environment variables.
 """
 
@@ -36,6 +42,7 @@ from aiokafka.admin import NewTopic
 from recsys.catalog import DEVICES
 from recsys.clients.kafka import kafka_admin
 from recsys.config import Settings
+from recsys_ingest.batch import CheckedBatch, check_batch, check_batch_async
 
 # httpcore tries `import sniffio` on every request and, sniffio not being installed, scans
 # sys.path each time: about 2.5 ms of client CPU per request here. Recording the module as
@@ -99,12 +106,83 @@ def make_bodies(count: int, batch: int, users: int, seed: int = 7) -> list[bytes
     ]
 
 
+# --- validation of a max-size batch, in process ------------------------------------------------
+
+_PROBE_S = 0.0005
+
+
+async def _probe_loop(lags: list[float], stop: asyncio.Event) -> None:
+    """How late a 0.5 ms timer fires: the longest the loop could not serve anything else."""
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        await asyncio.sleep(_PROBE_S)
+        lags.append(max(0.0, time.perf_counter() - t0 - _PROBE_S))
+
+
+async def _check_all(mode: str, docs: list[list[object]]) -> tuple[list[float], list[float], float]:
+    """Check every batch back to back in ``mode``; per-batch wall times, loop lags, CPU/batch."""
+
+    async def check(events: list[object]) -> CheckedBatch:
+        if mode == "inline":
+            return check_batch(events, max_event_bytes=8192)
+        if mode == "thread":
+            return await asyncio.to_thread(check_batch, events, max_event_bytes=8192)
+        return await check_batch_async(events, max_event_bytes=8192, chunk=int(mode))
+
+    for events in docs[:3]:  # warm up (first calls build validators, caches)
+        await check(events)
+    lags: list[float] = []
+    stop = asyncio.Event()
+    probe = asyncio.create_task(_probe_loop(lags, stop))
+    await asyncio.sleep(0.01)
+    walls: list[float] = []
+    cpu0 = time.process_time()
+    for events in docs:
+        await asyncio.sleep(0)  # between two requests the loop runs other tasks in every mode
+        t0 = time.perf_counter()
+        checked = await check(events)
+        walls.append(time.perf_counter() - t0)
+        assert checked.accepted == len(events)
+    cpu = (time.process_time() - cpu0) / len(docs)
+    stop.set()
+    await probe
+    return walls, lags, cpu
+
+
+def validation_figures(batch: int, rounds: int) -> None:
+    docs = [orjson.loads(b)["events"] for b in make_bodies(rounds, batch, 10_000, seed=11)]
+    print(
+        f"\nvalidation of a {batch}-event batch ({rounds} batches back to back; loop lag = how "
+        f"late a {_PROBE_S * 1000:g} ms timer fired meanwhile)"
+    )
+    print("  mode              per batch ms p50 / p99   CPU ms per batch   loop lag ms p99 / max")
+    for mode, label in [
+        ("inline", "one go"),
+        ("32", "chunks of 32"),
+        ("64", "chunks of 64"),
+        ("128", "chunks of 128"),
+        ("thread", "worker thread"),
+    ]:
+        walls, lags, cpu = uvloop.run(_check_all(mode, docs))
+        walls.sort()
+        lags.sort()
+        print(
+            f"  {label:<17} {_percentile(walls, 0.5) * 1000:>6.2f} / "
+            f"{_percentile(walls, 0.99) * 1000:<6.2f}         {cpu * 1000:>6.2f}"
+            f"             {_percentile(lags, 0.99) * 1000:>6.2f} / {lags[-1] * 1000:.2f}"
+        )
+
+
+# --- load against the running service -----------------------------------------------------------
+
+
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     accepted: int = 0
     transport_errors: int = 0
+    healthz: list[float] = field(default_factory=list)  # GET /healthz latencies meanwhile
 
 
 async def _worker(
@@ -160,6 +238,21 @@ async def _raw_worker(
         writer.close()
 
 
+async def _healthz_probe(url: str, stop_at: float, tally: Tally) -> None:
+    """GET /healthz every 50 ms on a connection of its own."""
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                response = await http.get("/healthz")
+            except httpx.HTTPError:
+                tally.transport_errors += 1
+            else:
+                if response.status_code == 200:
+                    tally.healthz.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.05)
+
+
 async def drive(
     url: str, bodies: list[bytes], concurrency: int, seconds: float, client: str = "httpx"
 ) -> Tally:
@@ -169,10 +262,11 @@ async def drive(
         parts = httpx.URL(url)
         stop_at = time.perf_counter() + seconds
         await asyncio.gather(
+            _healthz_probe(url, stop_at, tally),
             *(
                 _raw_worker(parts.host, parts.port or 80, bodies, n * step, stop_at, tally)
                 for n in range(concurrency)
-            )
+            ),
         )
         return tally
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -182,7 +276,8 @@ async def drive(
     ) as http:
         stop_at = time.perf_counter() + seconds
         await asyncio.gather(
-            *(_worker(http, bodies, n * step, stop_at, tally) for n in range(concurrency))
+            _healthz_probe(url, stop_at, tally),
+            *(_worker(http, bodies, n * step, stop_at, tally) for n in range(concurrency)),
         )
     return tally
 
@@ -233,6 +328,13 @@ def _report(tally: Tally, seconds: float, args: argparse.Namespace, cpu: dict[st
     print(f"  accepted events/s   {tally.accepted / seconds:,.0f}")
     print(f"  requests/s          {requests / seconds:,.1f}")
     print(f"  latency ms          p50 {ms[0]}  p90 {ms[1]}  p99 {ms[2]}  max {lat[-1] * 1000:.1f}")
+    probes = sorted(tally.healthz)
+    if probes:
+        hz = [f"{_percentile(probes, q) * 1000:.1f}" for q in (0.5, 0.9, 0.99)]
+        print(
+            f"  /healthz ms         p50 {hz[0]}  p90 {hz[1]}  p99 {hz[2]}  "
+            f"max {probes[-1] * 1000:.1f} ({len(probes)} probes)"
+        )
     print(f"  errors              {errors} non-202, {tally.transport_errors} transport")
     print(f"  statuses            {dict(tally.statuses)}")
     print("  CPU (% of one core) " + ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items()))
@@ -263,7 +365,21 @@ def main() -> None:
         "CPU to the service (httpx costs a few ms of CPU per 20 kB request)",
     )
     parser.add_argument("--profile", type=Path, help="run the service under cProfile, dump here")
+    parser.add_argument(
+        "--validation-batch", type=int, default=500, help="events per batch of the validation part"
+    )
+    parser.add_argument(
+        "--validation-rounds", type=int, default=60, help="batches of the validation part (0: skip)"
+    )
+    parser.add_argument(
+        "--validation-only", action="store_true", help="print the validation figures and stop"
+    )
     args = parser.parse_args()
+
+    if args.validation_rounds > 0:
+        validation_figures(args.validation_batch, args.validation_rounds)
+    if args.validation_only:
+        return
 
     settings = Settings()
     topic = f"bench.ingest.{uuid.uuid4().hex[:10]}"

@@ -19,8 +19,12 @@ from recsys.clients.kafka import kafka_admin, kafka_producer
 from recsys.config import Settings
 from recsys.events.v1 import events_pb2
 from recsys_features.catalog import DictCatalog, TitleInfo
+from recsys_features.job import FeatureJob
+from recsys_features.metrics import FeatureMetrics
+from recsys_features.snapshot import FeatureSnapshot
 
 T = TypeVar("T")
+J = TypeVar("J", bound=FeatureJob)
 
 # A fixed Monday: 10:00 UTC is the start of an hour and the day started 10 h ago.
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -96,6 +100,31 @@ def event(
     return ev
 
 
+class NullStore:
+    """A store that accepts every write (unit tests of the job's logic)."""
+
+    async def write(self, snapshots: Sequence[FeatureSnapshot], *, written_at_ms: int) -> None:
+        pass
+
+
+def make_job(job_class: type[J] = FeatureJob, /, **features: Any) -> J:  # type: ignore[assignment]
+    """A FeatureJob (or subclass) with default settings changed by ``features``, writing to
+    null stores, with metrics in a registry of its own."""
+    from prometheus_client import CollectorRegistry
+
+    settings = Settings()
+    settings.features = settings.features.model_copy(update=features)
+    store: Any = NullStore()
+    return job_class(
+        settings,
+        catalog=DictCatalog({}),
+        redis_store=store,
+        cassandra_store=store,
+        trending_store=store,
+        metrics=FeatureMetrics.create(registry=CollectorRegistry()),
+    )
+
+
 def minutes(m: float) -> timedelta:
     return timedelta(minutes=m)
 
@@ -164,6 +193,7 @@ def worker_env(
             "RECSYS_FEATURES__EVENTS_TOPIC": f"test.{unique}.events",
             "RECSYS_FEATURES__LATE_TOPIC": f"test.{unique}.late",
             "RECSYS_FEATURES__SESSIONS_TOPIC": f"test.{unique}.sessions",
+            "RECSYS_FEATURES__DEAD_LETTER_TOPIC": f"test.{unique}.dlq",
             "RECSYS_FEATURES__PARTITIONS": "3",
             "RECSYS_FEATURES__DATA_DIR": str(data_dir),
             "RECSYS_FEATURES__FLUSH_INTERVAL_S": "0.05",

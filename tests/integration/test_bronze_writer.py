@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from aiokafka.admin import NewTopic
@@ -32,6 +34,8 @@ from recsys_features.bronze import BronzeSettings, BronzeWriter, CommitResult
 from recsys_features.bronze.append import DAY_US
 from recsys_features.bronze.offsets import table_offsets
 from recsys_features.bronze.writer import AfterTableCommit
+from tests.ingest_support import JSON_HEADERS, ingest_settings, running_ingest
+from tests.ingest_support import event as api_event
 
 BASE_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 GUARD_S = 90
@@ -468,3 +472,85 @@ async def test_throughput_of_a_backlog(infra: Settings, unique: str, tmp_path: P
         f"\nbronze throughput: {n} rows in {elapsed:.2f} s = {n / elapsed:,.0f} rows/s "
         f"({commits} commits of <= {bronze.commit_max_rows} rows, start-up included)"
     )
+
+
+# -- resends: the same event_id again ------------------------------------------------------------
+
+
+def _records_held(settings: Settings, bronze: BronzeSettings) -> int:
+    """Kafka records the events table accounts for (rows, rejects and dropped resends)."""
+    try:
+        return sum(table_offsets(_load(settings, bronze.table)).values())
+    except Exception:  # table not created yet by the writer
+        return 0
+
+
+def _resend(seq: int) -> tuple[bytes, bytes]:
+    event = _event(seq)
+    return event.user_id.encode(), event.SerializeToString()
+
+
+async def test_an_event_posted_twice_through_ingest_becomes_one_row(
+    infra: Settings, unique: str, tmp_path: Path
+) -> None:
+    settings = _lake_settings(infra, tmp_path)
+    bronze = _bronze(unique, commit_interval_s=0.5)
+    await _create_topic(settings, bronze.topic, partitions=3)
+    first = [api_event("play", user_id=f"member-{i}") for i in range(10)]
+    later = api_event("rate", user_id="member-3")
+    # A client whose answer got lost resends the event, once alone and once with a new one.
+    async with running_ingest(ingest_settings(settings, bronze.topic)) as (_, client):
+        for events in (first, [first[3]], [first[3], later]):
+            response = await client.post(
+                "/v1/events", content=orjson.dumps({"events": events}), headers=JSON_HEADERS
+            )
+            assert response.status_code == 202, response.text
+    dropped_before = _metric("recsys_bronze_duplicates_total", topic=bronze.topic)
+
+    async with _running(settings, bronze):
+        await _until(lambda: _records_held(settings, bronze) == 13, "all 13 records committed")
+
+    ids = Counter(_rows(settings, bronze.table)["event_id"].to_pylist())
+    assert ids == Counter(e["event_id"] for e in [*first, later])
+    assert _metric("recsys_bronze_duplicates_total", topic=bronze.topic) - dropped_before == 2
+
+
+async def test_a_resend_is_one_row_across_a_crash_and_restart(
+    infra: Settings, unique: str, tmp_path: Path
+) -> None:
+    settings = _lake_settings(infra, tmp_path)
+    bronze = _bronze(unique, commit_max_rows=100, commit_interval_s=600)
+    await _create_topic(settings, bronze.topic, partitions=2)
+    await _produce_events(settings, bronze.topic, range(100))
+    async with _running(settings, bronze) as (writer, task):
+        await _until_rows(settings, bronze.table, 100)
+        # Resends of two events already in the table, then 48 new ones: one commit's worth.
+        await _produce(
+            settings,
+            bronze.topic,
+            [_resend(5), _resend(50), *map(_resend, range(100, 148))],
+        )
+        await _until(lambda: writer.pending == 50, "50 records read but not committed")
+        await _crash(task)  # the writer's memory of recent event_ids is gone with it
+    assert _total_records(settings, bronze.table) == 100
+
+    async with _running(settings, bronze) as (writer, _):
+        # The restart re-reads the table's last records to remember their ids, then the 50.
+        await _until(lambda: writer.pending == 50, "the 50 lost records read again")
+    _assert_exactly(settings, bronze, range(148))
+    assert _records_held(settings, bronze) == 150
+
+
+async def test_a_resend_beyond_dedup_max_ids_becomes_a_second_row(
+    infra: Settings, unique: str, tmp_path: Path
+) -> None:
+    """Where the guarantee ends: the first copy must be among the partition's last N records."""
+    settings = _lake_settings(infra, tmp_path)
+    bronze = _bronze(unique, commit_interval_s=0.5, dedup_max_ids=10)
+    await _create_topic(settings, bronze.topic, partitions=1)
+    await _produce_events(settings, bronze.topic, range(30))
+    await _produce(settings, bronze.topic, [_resend(0), _resend(25)])
+    async with _running(settings, bronze):
+        await _until(lambda: _records_held(settings, bronze) == 32, "all 32 records committed")
+    ids = Counter(_rows(settings, bronze.table)["event_id"].to_pylist())
+    assert (ids["e0000000"], ids["e0000025"], len(ids)) == (2, 1, 30)

@@ -7,7 +7,6 @@ stops it even when the test fails.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from recsys.config import InfraSettings, KafkaSettings, Settings
+from recsys.config import Settings
 from recsys.events.v1 import events_pb2
 from recsys.infra import manager
 from tests.ingest_support import (
@@ -28,6 +27,7 @@ from tests.ingest_support import (
     event,
     ingest_settings,
     running_ingest,
+    start_private_kafka,
 )
 
 pytestmark = pytest.mark.integration
@@ -36,34 +36,14 @@ RETRY_AFTER_S = 1
 USERS = [f"member-{i}" for i in range(8)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _quiet(_: str) -> None:
     pass
 
 
 @pytest.fixture
 async def private_kafka(tmp_path: Path, infra: Settings) -> AsyncIterator[Settings]:
-    private = infra.model_copy(
-        update={
-            "kafka": KafkaSettings(port=_free_port(), controller_port=_free_port(), heap="512m"),
-            "infra": InfraSettings(
-                state_dir=tmp_path / "state",
-                cache_dir=infra.infra.cache_dir,
-                start_timeout_s=infra.infra.start_timeout_s,
-            ),
-        }
-    )
-    try:
-        await manager.up(private, ["kafka"], progress=_quiet)
+    async with start_private_kafka(infra, tmp_path / "state") as private:
         yield private
-    finally:
-        manager.down(private, ["kafka"], progress=_quiet)
 
 
 @dataclass

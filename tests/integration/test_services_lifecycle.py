@@ -9,13 +9,16 @@ keyspace, Redis prefix and lake warehouse, all passed through the environment li
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +33,9 @@ from recsys.config import Settings
 from recsys.infra import manager
 from recsys.infra.cql_migrations import apply_migrations, drop_keyspace
 from recsys.infra.process import read_record
-from recsys.infra.server import InfraError
+from recsys.infra.server import InfraError, port_is_free
 from recsys.infra.services import metric_value
+from recsys.infra.supervise import SupervisorState, read_state
 from recsys.lake import load_catalog, table_identifier
 from tests.features_support import create_topics, delete_topics, wait_for
 
@@ -95,6 +99,7 @@ def platform(
         "RECSYS_FEATURES__EVENTS_TOPIC": p.topic,
         "RECSYS_FEATURES__LATE_TOPIC": f"test.{unique}.late",
         "RECSYS_FEATURES__SESSIONS_TOPIC": f"test.{unique}.sessions",
+        "RECSYS_FEATURES__DEAD_LETTER_TOPIC": f"test.{unique}.dlq",
         "RECSYS_FEATURES__PARTITIONS": "3",
         "RECSYS_FEATURES__SESSION_TIMEOUT_S": "6",
         "RECSYS_BRONZE__TOPIC": p.topic,
@@ -109,7 +114,11 @@ def platform(
     client = connect_cassandra(infra.cassandra)
     apply_migrations(client, infra.cassandra, keyspace=p.keyspace)
     asyncio.run(
-        create_topics(infra, [p.topic, f"test.{unique}.late", f"test.{unique}.sessions"], 3)
+        create_topics(
+            infra,
+            [p.topic, *(f"test.{unique}.{kind}" for kind in ("late", "sessions", "dlq"))],
+            3,
+        )
     )
     try:
         yield p
@@ -157,6 +166,9 @@ def test_up_status_down_of_every_service(platform: Platform) -> None:
     rows = _status()
     assert list(rows) == SERVICES
     assert all(r["state"] == "running" and r["pid"] for r in rows.values()), rows
+    # Each under its own supervisor (the recorded pid), none restarted.
+    assert all(r["service_pid"] not in (None, r["pid"]) for r in rows.values()), rows
+    assert all(r["restarts"] == 0 and r["last_exit"] is None for r in rows.values()), rows
     ports = [settings.services.features_port(1), settings.services.features_port(2)]
     assert rows["features-1"]["address"] == f"127.0.0.1:{ports[0]}"
     assert rows["features-2"]["address"] == f"127.0.0.1:{ports[1]}"
@@ -198,8 +210,11 @@ def test_up_status_down_of_every_service(platform: Platform) -> None:
     assert set(outcome) == set(SERVICES)
     assert all(result in {"stopped", "killed after timeout"} for result in outcome.values())
     for row in rows.values():
-        assert not psutil.pid_exists(row["pid"]) or psutil.Process(row["pid"]).status() == "zombie"
+        # The supervisor and the service it ran: neither is left.
+        for pid in (row["pid"], row["service_pid"]):
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
     assert not list(state.glob("*/process.json"))
+    assert not list(state.glob("*/supervisor.json"))
 
     after = _cli("status", "--json")
     assert after.returncode == 1
@@ -265,12 +280,17 @@ async def _bronze_has(settings: Settings, event_id: str) -> bool | None:
 def test_a_worker_that_cannot_start_is_reported_and_not_left_running(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A worker whose Kafka does not answer waits for it (it does not crash); `up` reports it as
+    # not ready, with what it waits for, and stops it.
     monkeypatch.setenv("RECSYS_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{_free_port()}")
     settings = platform.settings
+    settings = settings.model_copy(
+        update={"infra": settings.infra.model_copy(update={"start_timeout_s": 20.0})}
+    )
     with pytest.raises(
         InfraError,
-        match=r"(?s)features-1 exited during startup; last lines of \S+/features-1\.out:\n"
-        r".*Unable to bootstrap",
+        match=r"(?s)features-1 did not answer within 20s .*not ready.*; last lines of "
+        r"\S+/features-1\.out:\n.*waiting_for_dependency.*dependency=kafka.*Unable to bootstrap",
     ):
         asyncio.run(manager.up(settings, ["features-1"], progress=lambda _: None))
     record = read_record(settings.infra.state_dir / "features-1" / "process.json")
@@ -278,3 +298,119 @@ def test_a_worker_that_cannot_start_is_reported_and_not_left_running(
     assert not record.alive
     (row,) = asyncio.run(manager.status(settings, ["features-1"]))
     assert row.state == "stopped"
+
+
+def _wait_supervision(
+    settings: Settings, name: str, check: Callable[[SupervisorState], bool], what: str
+) -> SupervisorState:
+    path = settings.infra.state_dir / name / "supervisor.json"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        state = read_state(path)
+        if state is not None and check(state):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"{name}: no {what} within 180 s; supervisor state: {read_state(path)}")
+
+
+def _row(settings: Settings, name: str) -> manager.ServerStatus:
+    (row,) = asyncio.run(manager.status(settings, [name]))
+    return row
+
+
+def _wait_running(settings: Settings, name: str, *, not_pid: int) -> manager.ServerStatus:
+    """Wait until ``name`` answers again from a process other than ``not_pid``."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        row = _row(settings, name)
+        if row.state == "running" and row.service_pid not in (None, not_pid):
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"{name} did not come back within 180 s: {_row(settings, name)}")
+
+
+def _killed(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(pid)], timeout=10)
+
+
+def test_a_service_that_dies_is_restarted_with_backoff_and_down_leaves_nothing(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Short waits for the test, and a long reset window: every exit here counts as in a row.
+    monkeypatch.setenv("RECSYS_SERVICES__RESTART_BACKOFF_S", "0.5")
+    monkeypatch.setenv("RECSYS_SERVICES__RESTART_BACKOFF_MAX_S", "4")
+    monkeypatch.setenv("RECSYS_SERVICES__RESTART_RESET_AFTER_S", "3600")
+    settings = platform.settings
+    up = _cli("up", "ingest")
+    assert up.returncode == 0, up.stdout + up.stderr
+    row = _row(settings, "ingest")
+    assert (row.state, row.restarts, row.last_exit) == ("running", 0, None)
+    supervisor, first = row.pid, row.service_pid
+    assert supervisor is not None
+    assert first is not None
+
+    # Killed: it comes back by itself, and `status` says that it restarted and why.
+    _killed(first)
+    row = _wait_running(settings, "ingest", not_pid=first)
+    assert (row.pid, row.restarts) == (supervisor, 1)
+    assert row.last_exit is not None
+    assert (row.last_exit.signal, row.last_exit.restart_in_s) == ("SIGKILL", 0.5)
+    text = _cli("status", "ingest")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "running" in text.stdout
+    assert "restarted 1 time (last: signal SIGKILL at " in text.stdout, text.stdout
+    second = row.service_pid
+    assert second is not None
+
+    # Crash loop: with its port taken, every new ingest fails right after it starts. It is
+    # restarted after 1, 2, then 4 s, not in a hot loop, and `status` says it waits.
+    seen_waiting = False
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _killed(second)
+        holder.bind((settings.ingest.host, settings.ingest.port))
+        holder.listen()
+
+        def two_bind_failures(state: SupervisorState) -> bool:
+            nonlocal seen_waiting
+            seen_waiting = seen_waiting or _row(settings, "ingest").state == "restarting"
+            return len(state.exits) >= 4
+
+        state = _wait_supervision(settings, "ingest", two_bind_failures, "two failed restarts")
+    exits = state.exits[:4]
+    assert [(e.signal, e.code) for e in exits[:2]] == [("SIGKILL", None)] * 2
+    failed = exits[2].code  # uvicorn's code for a failed startup
+    assert failed not in (None, 0)
+    assert [(e.signal, e.code) for e in exits[2:]] == [(None, failed)] * 2
+    assert any("address already in use" in line for line in exits[2].log_tail), exits[2]
+    assert [e.restart_in_s for e in exits] == [0.5, 1.0, 2.0, 4.0]
+    for earlier, later in itertools.pairwise(exits):
+        assert earlier.restart_in_s is not None
+        assert later.at - earlier.at >= earlier.restart_in_s
+    assert seen_waiting
+    text = _cli("status", "ingest")
+    assert f"(last: exit {failed} at " in text.stdout, text.stdout
+    assert "address already in use" in text.stdout, text.stdout  # its log's error line
+
+    # The port is free again: the next restart serves, and `down` leaves no process behind.
+    row = _wait_running(settings, "ingest", not_pid=second)
+    assert row.restarts >= 4
+    last = row.service_pid
+    assert last is not None
+    down = _cli("down", "ingest")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout.split() == ["ingest", "stopped"]
+    for pid in (supervisor, first, second, last):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    # Nothing runs from the test's state directory (the services' working directory) or names
+    # it on its command line (the supervisors).
+    state_dir = str(settings.infra.state_dir)
+    leftovers = []
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        cmdline, cwd = " ".join(proc.info["cmdline"] or []), proc.info["cwd"] or ""
+        if state_dir in cmdline or cwd.startswith(state_dir):
+            leftovers.append(proc.info)
+    assert leftovers == []
+    assert port_is_free(settings.ingest.host, settings.ingest.port)
+    assert _row(settings, "ingest").state == "stopped"

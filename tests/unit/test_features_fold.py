@@ -78,13 +78,19 @@ def test_a_batch_of_only_duplicates_changes_nothing() -> None:
     again = fold_batch(
         _records([first, first]), load=decoding(store.get), catalog=CATALOG, grace_ms=GRACE
     )
-    assert again.updates == []
+    assert again.changed == []  # no state to write to the table or the changelog ...
+    # ... but the stores get the member again: a re-delivered event may be one whose write a
+    # crash lost (docs/features.md, "Restarts").
+    assert [(u.key, u.state) for u in again.updates] == [(b"u1", store[b"u1"])]
     assert again.outcomes == Counter(duplicate=2)
 
 
-def test_undecodable_records_and_events_without_ids_are_counted_invalid() -> None:
+def test_undecodable_records_and_events_without_ids_are_dead_letters() -> None:
     no_user = event("x", "view", minutes(0), user="")
-    records = [Record(0, b"\xff\xff not protobuf"), *_records([no_user])]
+    records = [Record(0, b"\xff\xff not protobuf", offset=7, key=b"k"), *_records([no_user])]
     result = _fold(records, NOTHING)
     assert result.outcomes == Counter({INVALID: 2})
     assert result.updates == []
+    assert [d.record for d in result.dead] == records  # the original bytes, key and origin
+    assert "not a recsys.events.v1.Event" in result.dead[0].reason
+    assert result.dead[1].reason.startswith("invalid: user_id ''")

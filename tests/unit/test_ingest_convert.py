@@ -167,7 +167,7 @@ def test_openapi_publishes_the_event_schema_and_every_status() -> None:
     operation = spec["paths"]["/v1/events"]["post"]
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/EventBatch"}
-    assert set(operation["responses"]) == {"202", "400", "401", "413", "415", "422", "503"}
+    assert set(operation["responses"]) == {"202", "400", "401", "408", "413", "415", "422", "503"}
     assert {"/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
 

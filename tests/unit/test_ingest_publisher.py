@@ -87,7 +87,9 @@ def make_publisher(
     producers: list[FakeProducer], *, timeout_s: float = 0.05
 ) -> tuple[EventPublisher, Callable[[], int]]:
     settings = Settings()
-    ingest = settings.ingest.model_copy(update={"topic": TOPIC, "produce_timeout_s": timeout_s})
+    ingest = settings.ingest.model_copy(
+        update={"topic": TOPIC, "produce_timeout_s": timeout_s, "health_interval_s": 0.01}
+    )
     made: list[FakeProducer] = []
 
     def factory() -> Any:
@@ -102,11 +104,6 @@ def make_publisher(
 
 def records(users: list[str], n: int) -> list[tuple[bytes, bytes]]:
     return [(u.encode(), f"{u}:{i}".encode()) for i in range(n) for u in users]
-
-
-@pytest.fixture(autouse=True)
-def fast_health_checks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(publisher_module, "HEALTH_INTERVAL_S", 0.01)
 
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:

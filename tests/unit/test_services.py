@@ -6,24 +6,32 @@ import asyncio
 import json
 import os
 import socket
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from pydantic import ValidationError
 
+from recsys.cli.processes import status_line
 from recsys.cli.services import endpoint_lines
 from recsys.config import InfraSettings, IngestSettings, ServicesSettings, Settings
 from recsys.infra import manager
+from recsys.infra.process import spawn, terminate
 from recsys.infra.server import InfraError
 from recsys.infra.services import (
     BronzeService,
     FeaturesWorker,
+    IngestService,
     features_index,
     features_worker_name,
     metric_value,
 )
+from recsys.infra.supervise import ExitRecord, SupervisorState, write_state
 
 
 @pytest.fixture(autouse=True)
@@ -33,11 +41,11 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var)
 
 
-def _settings(tmp_path: Path, **services: int) -> Settings:
+def _settings(tmp_path: Path, **services: Any) -> Settings:
     return Settings(_env_file=None).model_copy(  # type: ignore[call-arg]
         update={
             "infra": InfraSettings(state_dir=tmp_path / "state"),
-            "services": ServicesSettings(**services),
+            "services": ServicesSettings.model_validate(services),
         }
     )
 
@@ -45,6 +53,8 @@ def _settings(tmp_path: Path, **services: int) -> Settings:
 def test_defaults() -> None:
     s = ServicesSettings()
     assert (s.features_workers, s.features_metrics_port, s.bronze_metrics_port) == (1, 9101, 9100)
+    assert (s.restart_policy, s.restart_backoff_s, s.restart_backoff_max_s) == ("always", 1, 60)
+    assert s.restart_reset_after_s == 120
 
 
 def test_each_worker_gets_the_base_port_plus_its_index() -> None:
@@ -61,11 +71,16 @@ def test_each_worker_gets_the_base_port_plus_its_index() -> None:
         ({"features_workers": 1, "bronze_metrics_port": 9101}, "falls inside"),
         ({"features_workers": 3, "features_metrics_port": 65534}, "past port 65535"),
         ({"features_workers": 0}, "features_workers"),
+        ({"restart_backoff_s": 10, "restart_backoff_max_s": 5}, "below restart_backoff_s 10"),
+        ({"restart_backoff_s": 0}, "restart_backoff_s"),
+        ({"restart_policy": "sometimes"}, "restart_policy"),
     ],
 )
-def test_overlapping_or_impossible_ports_are_refused(values: dict[str, int], message: str) -> None:
+def test_overlapping_or_impossible_settings_are_refused(
+    values: dict[str, object], message: str
+) -> None:
     with pytest.raises(ValidationError, match=message):
-        ServicesSettings(**values)
+        ServicesSettings.model_validate(values)
 
 
 def test_settings_come_from_the_services_section(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,8 +128,11 @@ def test_the_features_group_expands_to_the_configured_workers(tmp_path: Path) ->
     assert w1.env() == {
         "RECSYS_METRICS__PORT": "9101",
         "RECSYS_FEATURES__DATA_DIR": str(tmp_path / "state" / "features-1" / "data"),
+        # Static group membership: a restarted worker takes its partitions back at once.
+        "RECSYS_FEATURES__INSTANCE_ID": "features-1",
     }
     assert w2.env()["RECSYS_METRICS__PORT"] == "9102"
+    assert w2.env()["RECSYS_FEATURES__INSTANCE_ID"] == "features-2"
     assert bronze.env() == {"RECSYS_METRICS__PORT": "9100"}
     assert chosen[0].env() == {}
 
@@ -248,3 +266,133 @@ def test_endpoint_lines_name_every_service(tmp_path: Path) -> None:
         "X-API-Key: one of RECSYS_INGEST__API_KEYS"
         in endpoint_lines(private, manager.service_endpoints(private))[0]
     )
+
+
+# --- supervision: what `up` runs, what `status` says, what `down` stops ---------------------
+
+
+def test_services_run_under_a_supervisor_with_the_configured_backoff(tmp_path: Path) -> None:
+    s = _settings(
+        tmp_path,
+        restart_policy="on-failure",
+        restart_backoff_s=2,
+        restart_backoff_max_s=30,
+        restart_reset_after_s=90,
+    )
+    ingest = IngestService(s)
+    argv = manager.launch_argv(ingest, s)
+    assert argv[:3] == [sys.executable, "-m", "recsys.infra.supervise"]
+    assert argv[argv.index("--") + 1 :] == ingest.argv()
+    assert {
+        "--name=ingest",
+        f"--state={s.infra.state_dir / 'ingest' / 'supervisor.json'}",
+        f"--log={ingest.log_path}",
+        "--backoff-s=2.0",
+        "--backoff-max-s=30.0",
+        "--reset-after-s=90.0",
+        "--restart=on-failure",
+    } <= set(argv)
+    assert all(s.supervised for s in manager.servers(s, manager.SERVICE_NAMES))
+    assert not any(s.supervised for s in manager.servers(s, manager.SERVER_NAMES))
+
+
+def _ours(server_home: Path, pid: int) -> None:
+    """A pid record naming the live process ``pid`` (as `up` writes it)."""
+    server_home.mkdir(parents=True, exist_ok=True)
+    record = {
+        "pid": pid,
+        "create_time": psutil.Process(pid).create_time(),
+        "started_at": time.time() - 100,
+        "argv": [],
+        "log": "",
+        "address": "",
+    }
+    (server_home / "process.json").write_text(json.dumps(record))
+
+
+def _crashed(at: float) -> ExitRecord:
+    return ExitRecord.of(
+        1, at=at, ran_s=3.0, log_tail=["Traceback (most recent call last):", "RuntimeError: boom"]
+    )
+
+
+def test_status_says_a_service_waits_to_restart_and_why_it_exited(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    home = s.infra.state_dir / "bronze"
+    _ours(home, os.getpid())  # this test's process stands for the supervisor
+    now = time.time()
+    state = SupervisorState("bronze", os.getpid(), "always", phase="backoff", restarts=2)
+    state.next_start_at = now + 30
+    state.exits += [_crashed(now - 60), _crashed(now - 1)]
+    write_state(home / "supervisor.json", state)
+
+    (row,) = asyncio.run(manager.status(s, ["bronze"]))
+    assert (row.state, row.pid, row.service_pid, row.restarts) == (
+        "restarting",
+        os.getpid(),
+        None,
+        2,
+    )
+    assert row.last_exit == state.exits[-1]
+    assert row.restart_in_s is not None
+    assert 0 < row.restart_in_s <= 30
+    line = status_line(row)
+    clock = time.strftime("%H:%M:%S", time.localtime(now - 1))
+    assert line.endswith(f"restarted 2 times (last: exit 1 at {clock}: RuntimeError: boom)"), line
+    assert "restarting" in line
+    assert "next start in" in line
+
+
+def test_status_of_a_running_service_names_its_process_and_uptime(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    home = s.infra.state_dir / "bronze"
+    _ours(home, os.getpid())
+    me = psutil.Process()
+    state = SupervisorState("bronze", os.getpid(), "always", phase="running", restarts=1)
+    state.child_pid, state.child_create_time = me.pid, me.create_time()
+    state.child_started_at = time.time() - 5
+    state.exits.append(ExitRecord.of(-9, at=time.time() - 6, ran_s=40.0, log_tail=["working"]))
+    write_state(home / "supervisor.json", state)
+    (row,) = asyncio.run(manager.status(s, ["bronze"]))
+    # Nothing answers on its port here, so it is not ready: the probe still decides.
+    assert (row.state, row.service_pid, row.restarts) == ("not answering", me.pid, 1)
+    assert row.uptime_s is not None
+    assert 5 <= row.uptime_s < 100
+    assert "restarted 1 time (last: signal SIGKILL at " in status_line(row)
+
+
+def test_a_stopped_service_still_says_why_it_last_exited(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    _record(s.infra.state_dir, "ingest")  # a supervisor that is gone
+    state = SupervisorState("ingest", 1, "never", phase="exited")
+    state.exits.append(_crashed(time.time()))
+    write_state(s.infra.state_dir / "ingest" / "supervisor.json", state)
+    (row,) = asyncio.run(manager.status(s, ["ingest"]))
+    assert (row.state, row.pid, row.restarts, row.last_exit) == ("stopped", None, 0, state.exits[0])
+    assert "(last: exit 1 at " in status_line(row)
+    # Servers have no supervisor: no history, and the line ends at the logs.
+    plain = manager.ServerStatus("redis", "127.0.0.1:6379", "running", 7, 3.0, "/l", "/d")
+    assert status_line(plain).endswith("logs /l")
+
+
+def test_down_stops_a_service_that_outlived_its_supervisor(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    home = s.infra.state_dir / "ingest"
+    orphan = spawn(
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        address="",
+        record_path=tmp_path / "orphan.json",
+        log_path=tmp_path / "orphan.out",
+        cwd=tmp_path,
+    )
+    try:
+        _record(s.infra.state_dir, "ingest")  # its supervisor is gone
+        state = SupervisorState("ingest", 1, "always", phase="running")
+        state.child_pid, state.child_create_time = orphan.pid, orphan.create_time
+        write_state(home / "supervisor.json", state)
+        assert manager.down(s, ["ingest"], progress=lambda _: None) == {"ingest": "stopped"}
+        assert not orphan.alive
+        assert not (home / "process.json").exists()
+        assert not (home / "supervisor.json").exists()
+    finally:
+        terminate(orphan, timeout_s=5)

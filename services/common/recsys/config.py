@@ -16,7 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from recsys.topics import EVENTS, LATE_EVENTS, SESSIONS
+from recsys.event_time import MAX_CLOCK_SKEW
+from recsys.topics import DEAD_LETTERS, EVENTS, LATE_EVENTS, SESSIONS
 
 __all__ = [
     "CassandraSettings",
@@ -124,6 +125,36 @@ class IngestSettings(BaseModel):
         description="Largest Kafka record batch per partition (one produce request carries one "
         "per partition); must hold the largest event.",
     )
+    max_requests_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="POST /v1/events requests handled at once; beyond it a request gets 503 + "
+        "Retry-After at once, its body unread. Each one holds up to max_body_bytes and its "
+        "parsed events until Kafka acknowledges or produce_timeout_s passes.",
+    )
+    body_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Longest time to receive a request's whole body once its headers arrived "
+        "(then 408 and the connection is closed): a slow or stalled client cannot hold a slot.",
+    )
+    max_waiting_batches: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Record batches per partition waiting for the producer (sealed or filling) "
+        "before requests with events for that partition get 503; bounds memory while the "
+        "producer stalls (at most this plus one request's batches, each up to "
+        "producer_batch_bytes).",
+    )
+    health_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often the broker is asked for metadata (readiness, fast 503s).",
+    )
 
     @property
     def api_key_set(self) -> frozenset[str]:
@@ -145,6 +176,50 @@ class FeaturesSettings(BaseModel):
     events_topic: str = Field(default=EVENTS.name, min_length=1)
     late_topic: str = Field(default=LATE_EVENTS.name, min_length=1)
     sessions_topic: str = Field(default=SESSIONS.name, min_length=1)
+    dead_letter_topic: str = Field(
+        default=DEAD_LETTERS.name,
+        min_length=1,
+        description="Where records that cannot be processed go, with the reason in a header.",
+    )
+    max_clock_skew_s: float = Field(
+        default=MAX_CLOCK_SKEW.total_seconds(),
+        ge=MAX_CLOCK_SKEW.total_seconds(),
+        description="Events more than this ahead of the worker's clock are dead letters, and no "
+        "watermark moves past the clock plus this. Never below the ingest API's bound "
+        "(recsys.event_time.MAX_CLOCK_SKEW), so nothing ingest accepted is refused here.",
+    )
+    member_ttl_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="A member silent this long in event time (behind the partition's newest "
+        "event) is evicted from the worker's state; empty means the longest TTL of the real-time "
+        "user features in the registry (30 days), after which nothing of theirs is served.",
+    )
+    max_pending_members: int = Field(
+        default=50_000,
+        ge=1,
+        description="Members waiting for one store's write; beyond it the worker stops taking "
+        "batches until the store catches up (a store outage holds the stream, never drops it).",
+    )
+    store_max_backoff_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait between retries of a failing store write.",
+    )
+    instance_id: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]{0,100}$",
+        description="Static consumer-group membership: a worker restarted under the same id "
+        "gets its partitions back at once instead of after the session timeout. Must be unique "
+        "per worker (`recsys services` uses features-<n>; a StatefulSet, the pod name); empty "
+        "means dynamic membership.",
+    )
+    startup_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a starting worker waits for Cassandra, Redis and Kafka (retrying "
+        "with backoff) before it gives up.",
+    )
     partitions: int = Field(
         default=EVENTS.partitions,
         ge=1,
@@ -164,6 +239,13 @@ class FeaturesSettings(BaseModel):
         le=100_000,
         description="Most events the worker folds in one batch (one fetch); a worker that "
         "keeps up folds whatever arrived since its last batch.",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        le=5_000,
+        description="Longest the broker may hold the worker's fetch when it finds no new "
+        "data (Faust's 1,500 ms made some events wait 1.5 s at 1,000 events/s).",
     )
     flush_interval_s: float = Field(
         default=0.1, gt=0, description="How often changed members are written to Redis."
@@ -264,6 +346,27 @@ class ServicesSettings(BaseModel):
     bronze_metrics_port: int = Field(
         default=9100, ge=1, le=65535, description="/metrics of the bronze lake writer."
     )
+    # Each service runs under a supervisor (recsys.infra.supervise) that restarts it like
+    # Kubernetes' CrashLoopBackOff: the n-th restart in a row waits
+    # min(restart_backoff_max_s, restart_backoff_s * 2 ** (n - 1)).
+    restart_policy: Literal["always", "on-failure", "never"] = Field(
+        default="always",
+        description="When a service that exited is started again, as Kubernetes' restartPolicy "
+        "(on-failure: not after exit code 0; never: the exit is only recorded).",
+    )
+    restart_backoff_s: float = Field(
+        default=1.0, gt=0, le=300, description="Wait before the first restart in a row."
+    )
+    restart_backoff_max_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest wait between restarts."
+    )
+    restart_reset_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description="A service that ran this long before it exited is restarted after "
+        "restart_backoff_s again, not after the next doubled wait.",
+    )
 
     def features_port(self, index: int) -> int:
         """The metrics port of worker ``features-<index>`` (1-based)."""
@@ -283,6 +386,15 @@ class ServicesSettings(BaseModel):
             raise ValueError(
                 f"bronze_metrics_port {self.bronze_metrics_port} falls inside the feature "
                 f"workers' metrics ports {self.features_metrics_port}-{last}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _backoff_is_ordered(self) -> ServicesSettings:
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ValueError(
+                f"restart_backoff_max_s {self.restart_backoff_max_s:g} is below "
+                f"restart_backoff_s {self.restart_backoff_s:g}"
             )
         return self
 

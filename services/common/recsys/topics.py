@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Literal
 
 __all__ = [
+    "DEAD_LETTERS",
     "EVENTS",
     "LATE_EVENTS",
     "SERVED_RECOMMENDATIONS",
@@ -62,6 +63,17 @@ LATE_EVENTS = TopicSpec(
     key="user_id (UTF-8)",
     value="recsys.events.v1.Event (protobuf)",
 )
+DEAD_LETTERS = TopicSpec(
+    name="recsys.events.dlq.v1",
+    partitions=6,
+    retention=timedelta(days=30),
+    cleanup_policy="delete",
+    description="Records the feature job cannot process (undecodable, bad ids, event time beyond "
+    "the clock-skew bound, a fold that raised), unchanged, with the reason in the `reason` header "
+    "and their origin in `source.topic`, `source.partition` and `source.offset`.",
+    key="the original key",
+    value="the original bytes",
+)
 SESSIONS = TopicSpec(
     name="recsys.sessions.v1",
     partitions=6,
@@ -81,4 +93,10 @@ SERVED_RECOMMENDATIONS = TopicSpec(
     value="served recommendation record",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (EVENTS, LATE_EVENTS, SESSIONS, SERVED_RECOMMENDATIONS)
+TOPICS: tuple[TopicSpec, ...] = (
+    EVENTS,
+    LATE_EVENTS,
+    DEAD_LETTERS,
+    SESSIONS,
+    SERVED_RECOMMENDATIONS,
+)

@@ -16,45 +16,23 @@ from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
-import numpy as np
-import pyarrow as pa  # type: ignore[import-untyped]
 import typer
-from cassandra import DriverException, RequestExecutionException
-from cassandra.cluster import NoHostAvailable
 
-from recsys.catalog import ISO_COUNTRIES
-from recsys.clients.cassandra import CassandraClient, connect_cassandra
-from recsys.clients.ingest import IngestClient
-from recsys.config import Settings
-from recsys.lake import load_catalog
-from recsys_datagen import catalog_store, lake_tables
-from recsys_datagen.dimensions import SOURCES, SYNTHETIC
-from recsys_datagen.importers import (
-    ImportFormatError,
-    ImportProfile,
-    ImportReport,
-    SourceData,
-    read_movielens,
-    read_movietweetings,
-    run_import,
-)
-from recsys_datagen.importers.mapping import limit_ratings
-from recsys_datagen.progress import rich_progress
-from recsys_datagen.reporting import (
-    import_lines,
-    parse_lines,
-    progress_line,
-    simulation_lines,
-)
-from recsys_datagen.sender import BatchSender
-from recsys_datagen.sim_world import SimWorld
-from recsys_datagen.simulator import SimulationConfig, SimulationReport, run_simulation
-from recsys_datagen.store import CassandraTarget, LakeTarget, store_dimensions
-from recsys_datagen.traffic import TrafficModel, TrafficShares
-from recsys_datagen.world import DEFAULT_AS_OF, WorldSpec, generate_world
+if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    from recsys.clients.cassandra import CassandraClient
+    from recsys.config import Settings
+    from recsys_datagen.importers import ImportProfile, ImportReport, SourceData
+    from recsys_datagen.sim_world import SimWorld
+    from recsys_datagen.simulator import SimulationConfig, SimulationReport
+    from recsys_datagen.traffic import TrafficModel
+
+# Everything a command needs beyond typer is imported inside it: `recsys` loads this module for
+# every invocation, `--help` and the light commands of other groups included, and numpy, pyarrow,
+# pyiceberg and cassandra-driver together took seconds to import.
 
 __all__ = ["import_app", "simulate", "world_app"]
 
@@ -67,7 +45,9 @@ import_app = typer.Typer(
 )
 
 
-_AS_OF = datetime.combine(DEFAULT_AS_OF, datetime.min.time())
+# recsys_datagen.world.DEFAULT_AS_OF as a datetime (a unit test pins the two together): importing
+# the world module for it would load numpy and pyarrow.
+_AS_OF = datetime(2026, 1, 1)
 
 
 class _Fail(Exception):
@@ -82,6 +62,12 @@ def _fail(message: str) -> typer.Exit:
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into one red line and exit code 1."""
+    from cassandra import DriverException, RequestExecutionException
+    from cassandra.cluster import NoHostAvailable
+
+    from recsys_datagen import catalog_store
+    from recsys_datagen.importers import ImportFormatError
+
     try:
         yield
     except (_Fail, ImportFormatError, catalog_store.CatalogTablesMissing) as exc:
@@ -95,6 +81,8 @@ def _cassandra(settings: Settings, enabled: bool = True) -> Iterator[CassandraCl
     if not enabled:
         yield None
         return
+    from recsys.clients.cassandra import connect_cassandra
+
     try:
         client = connect_cassandra(settings.cassandra)
     except Exception as exc:  # NoHostAvailable and friends: say where we looked
@@ -137,6 +125,13 @@ def generate(
 
     The same seed, sizes and --as-of always give the same world.
     """
+    from recsys.config import Settings
+    from recsys.lake import load_catalog
+    from recsys_datagen.dimensions import SYNTHETIC
+    from recsys_datagen.progress import rich_progress
+    from recsys_datagen.store import CassandraTarget, LakeTarget, store_dimensions
+    from recsys_datagen.world import WorldSpec, generate_world
+
     settings = Settings()
     t0 = time.perf_counter()
     with _user_errors(), rich_progress() as progress:
@@ -177,6 +172,11 @@ def generate(
 @world_app.command()
 def status() -> None:
     """What the catalog holds, per source, in Cassandra and in the lake."""
+    from recsys.config import Settings
+    from recsys.lake import load_catalog
+    from recsys_datagen import catalog_store, lake_tables
+    from recsys_datagen.dimensions import SOURCES
+
     settings = Settings()
     with _user_errors():
         with _cassandra(settings) as client:
@@ -266,6 +266,13 @@ def simulate(
     ] = 5.0,
 ) -> None:
     """Simulate members' traffic and post it to the ingest API at a steady rate."""
+    import numpy as np
+
+    from recsys.config import Settings
+    from recsys_datagen.reporting import simulation_lines
+    from recsys_datagen.simulator import SimulationConfig
+    from recsys_datagen.traffic import TrafficModel, TrafficShares
+
     settings = Settings()
     with _user_errors():
         try:
@@ -311,6 +318,11 @@ def simulate(
 async def _simulate(
     model: TrafficModel, url: str, api_key: str, concurrency: int, config: SimulationConfig
 ) -> SimulationReport:
+    from recsys.clients.ingest import IngestClient
+    from recsys_datagen.reporting import progress_line
+    from recsys_datagen.sender import BatchSender
+    from recsys_datagen.simulator import run_simulation
+
     async with IngestClient(url, api_key=api_key, max_connections=concurrency) as client:
         sender = BatchSender(client, concurrency=concurrency)
         return await run_simulation(
@@ -319,6 +331,11 @@ async def _simulate(
 
 
 def _load_world(settings: Settings, source: WorldSource) -> SimWorld:
+    from recsys.lake import load_catalog
+    from recsys_datagen import catalog_store, lake_tables
+    from recsys_datagen.dimensions import SYNTHETIC
+    from recsys_datagen.sim_world import SimWorld
+
     hint = "run `recsys world generate` first"
     titles: pa.Table | None
     members: pa.Table | None
@@ -351,6 +368,8 @@ def _default_api_key(settings: Settings) -> str:
 
 def _probe_ingest(url: str) -> None:
     """Fail fast, with the address, when nothing listens there (any HTTP answer will do)."""
+    import httpx
+
     try:
         httpx.get(f"{url.rstrip('/')}/readyz", timeout=3.0)
     except httpx.TransportError as exc:
@@ -363,7 +382,7 @@ def _probe_ingest(url: str) -> None:
 # --- recsys import ------------------------------------------------------------------------
 
 
-Reader = Callable[[Path], SourceData]
+Reader = Callable[[Path], "SourceData"]
 
 # Options shared by every `recsys import` command, declared once.
 ImportIngestUrl = Annotated[str | None, typer.Option(help="Ingest base URL.")]
@@ -406,6 +425,8 @@ def movielens(
     dry_run: ImportDryRun = False,
 ) -> None:
     """Import a MovieLens dataset (ml-100k, ml-1m, ml-latest/ml-25m), format detected."""
+    from recsys_datagen.importers import read_movielens
+
     _import(
         read_movielens,
         path,
@@ -436,6 +457,8 @@ def movietweetings(
     dry_run: ImportDryRun = False,
 ) -> None:
     """Import the MovieTweetings dataset (ratings 0-10 from IMDb tweets)."""
+    from recsys_datagen.importers import read_movietweetings
+
     _import(
         read_movietweetings,
         path,
@@ -462,6 +485,13 @@ def _import(
     store: bool,
     send: bool,
 ) -> None:
+    from recsys.catalog import ISO_COUNTRIES
+    from recsys.config import Settings
+    from recsys_datagen.importers import ImportProfile
+    from recsys_datagen.importers.mapping import limit_ratings
+    from recsys_datagen.progress import rich_progress
+    from recsys_datagen.reporting import import_lines, parse_lines
+
     settings = Settings()
     country = country.upper()
     if country not in ISO_COUNTRIES:
@@ -518,6 +548,13 @@ async def _run_import(
     concurrency: int,
     profile: ImportProfile,
 ) -> ImportReport:
+    from recsys.clients.ingest import IngestClient
+    from recsys.lake import load_catalog
+    from recsys_datagen.importers import run_import
+    from recsys_datagen.progress import rich_progress
+    from recsys_datagen.sender import BatchSender
+    from recsys_datagen.store import CassandraTarget, LakeTarget
+
     cassandra = CassandraTarget(client, settings.cassandra.keyspace) if client else None
     lake = LakeTarget(load_catalog(settings.lake), settings.lake) if store else None
     with rich_progress() as progress:

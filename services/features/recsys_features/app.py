@@ -6,55 +6,53 @@
     faust.Worker(app).execute_from_commandline()
 
 The app's consumer (:class:`recsys_features.batch_consumer.BatchingConsumer`) hands the events
-over one fetch at a time. Each batch is folded into the members' states
-(:func:`recsys_features.fold.fold_batch`: one decode/encode per member per batch); each changed
-member's encoded state goes to the table's store and its changelog topic, late events and
-closed sessions to their topics, and the broker acknowledges all of it before the consumer may
-commit the batch's offsets. Store writes are coalesced per member and flushed by timers
-(:class:`recsys_features.store_writer.StoreWriter`). Why this layout and what it
-guarantees: docs/features.md.
+over one fetch at a time to :class:`EventBatches`: the batch is folded
+(:meth:`FeatureJob.fold`, nothing written yet), its changelog, late, session and dead-letter
+records are produced and acknowledged, and only then committed to the table and queued for the
+stores (:meth:`FeatureJob.commit`). A batch whose fold or produce raises something other than a
+broker outage is split in halves until the record at fault is alone; it goes to the dead-letter
+topic and the rest goes on, so no record can stop the job or crash it in a loop. Store writes
+are coalesced per member and flushed by timers. Why this layout and what it guarantees:
+docs/features.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-from aiokafka.partitioner import murmur2
-from cachetools import LRUCache
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust.transport.drivers.aiokafka import Producer as FaustKafkaProducer
 from faust.types import TP
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
+from tenacity.stop import stop_base
 
 from recsys.clients.kafka import send_batches
 from recsys.config import Settings
 from recsys.log import get_logger
 from recsys_features.batch_consumer import BatchingConsumer, BatchingTransport
-from recsys_features.cassandra_store import CassandraFeatureStore
-from recsys_features.catalog import CassandraCatalog, Catalog
-from recsys_features.fold import (
-    BatchResult,
-    Loader,
-    MemberUpdate,
-    Record,
-    decoding,
-    fold_batch,
-)
-from recsys_features.metrics import FeatureMetrics
-from recsys_features.redis_store import RedisFeatureStore
-from recsys_features.state import SESSION_GAP_MS, Applied, UserState
+from recsys_features.catalog import CassandraCatalog
+from recsys_features.fold import BatchResult, DeadLetter, Record
+from recsys_features.job import ChangelogRecord, FeatureJob
 from recsys_features.store_writer import StoreWriter
-from recsys_features.trending import PartitionTrending
-from recsys_features.trending_store import TrendingStore
 
-__all__ = ["TABLE_NAME", "FeatureJob", "create_app", "data_dir"]
+__all__ = ["TABLE_NAME", "EventBatches", "create_app", "data_dir"]
 
 log = get_logger(__name__)
 
 TABLE_NAME = "member_state"
+# The changelog is compacted; small segments let the broker compact it while the job runs, so
+# a recovering worker reads about one record per member instead of every state it ever wrote.
+CHANGELOG_CONFIG = {
+    "segment.ms": str(10 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.2",
+    "delete.retention.ms": str(24 * 3600 * 1000),  # tombstones of evicted members
+}
+REVOKE_DRAIN_TIMEOUT_S = 10.0
 
 
 def data_dir(settings: Settings) -> Path:
@@ -62,180 +60,162 @@ def data_dir(settings: Settings) -> Path:
     return base / settings.features.app_id
 
 
-@dataclass(frozen=True, slots=True)
-class SessionClose:
-    key: bytes
-    partition: int
-    state: bytes  # the member's state with the session marked summarised
-    summary: bytes  # SessionSummary JSON
+def is_broker_outage(exc: BaseException) -> bool:
+    """Errors that mean "Kafka is not answering right now": wait and try again."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError | KafkaConnectionError)
+    return isinstance(exc, TimeoutError | ConnectionError)
 
 
-class FeatureJob:
-    """The job's runtime pieces and its per-batch logic (Faust-agnostic, testable)."""
+class EventBatches:
+    """What the batching consumer does with the events topic (see the module docstring)."""
 
-    def __init__(
+    def __init__(self, app: Any, table: Any, job: FeatureJob, settings: Settings) -> None:
+        self.app = app
+        self.table = table
+        self.job = job
+        self.fs = settings.features
+        self.topics = frozenset([self.fs.events_topic])
+
+    # -- the consumer's hooks -------------------------------------------------------------------
+
+    async def handle(self, batches: Mapping[TP, Sequence[Any]]) -> None:
+        records = [
+            Record(tp.partition, r.value or b"", r.offset, r.key)
+            for tp, tp_records in batches.items()
+            for r in tp_records
+        ]
+        self.job.metrics.batch_events.observe(len(records))
+        async with self.job.lock:
+            with self.job.metrics.work_seconds.labels(task="batch").time():
+                await self._fold_or_split(records)
+
+    def admit(self) -> bool:
+        return self.job.has_room()
+
+    def commit_floor(self, tp: TP) -> int | None:
+        return self.job.commit_floor(tp.partition)
+
+    async def before_revoke(self, revoked: set[TP]) -> None:
+        """Write what is pending for partitions moving away, so the commit that follows covers
+        it (if a store is down, the commit stays behind and the new owner writes them)."""
+        gone = {tp.partition for tp in revoked if tp.topic in self.topics}
+        try:
+            async with asyncio.timeout(REVOKE_DRAIN_TIMEOUT_S):
+                for writer in self.job.writers:
+                    await writer.drain(gone)
+        except TimeoutError:
+            log.warning("revoke_drain_timed_out", partitions=sorted(gone))
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    async def _fold_or_split(self, records: Sequence[Record], *, top: bool = True) -> None:
+        job, data = self.job, self.table.data
+        try:
+            result = job.fold(records, data)
+            await self.publish(result)
+            job.commit(result, data)
+        except Exception as exc:
+            job.abort()
+            if self.app.should_stop or is_broker_outage(exc):
+                raise  # not this batch's fault: it is fetched again
+            if top:  # the traceback once; the halves say only what they found
+                log.exception("batch_failed", records=len(records))
+            if len(records) > 1:
+                half = len(records) // 2
+                await self._fold_or_split(records[:half], top=False)
+                await self._fold_or_split(records[half:], top=False)
+                return
+            log.error("record_dead_lettered", offset=records[0].offset, error=repr(exc))
+            dead = BatchResult(dead=[DeadLetter(records[0], f"failed: {exc!r}")])
+            dead.outcomes["failed"] += 1
+            await self.publish(dead)
+            job.commit(dead, data)
+
+    async def publish(self, result: BatchResult) -> None:
+        changelog = [ChangelogRecord(u.key, u.partition, u.state) for u in result.changed]
+        await self.produce(changelog, late=result.late, sessions=result.sessions, dead=result.dead)
+
+    async def produce(
         self,
-        settings: Settings,
+        changelog: Iterable[ChangelogRecord],
         *,
-        catalog: Catalog,
-        redis_store: RedisFeatureStore,
-        cassandra_store: CassandraFeatureStore,
-        trending_store: TrendingStore,
-        metrics: FeatureMetrics,
+        late: Iterable[tuple[bytes, bytes]] = (),
+        sessions: Iterable[tuple[bytes, bytes]] = (),
+        dead: Iterable[DeadLetter] = (),
     ) -> None:
-        fs = settings.features
-        self.settings = settings
-        self.catalog = catalog
-        self.metrics = metrics
-        self.grace_ms = int(fs.grace_s * 1000)
-        self.dedup_ms = int(fs.dedup_window_s * 1000)
-        self.partitions = fs.partitions
-        self.redis = StoreWriter(
-            "redis", redis_store.write, max_members=fs.flush_max_members, metrics=metrics
-        )
-        self.cassandra = StoreWriter(
-            "cassandra", cassandra_store.write, max_members=fs.flush_max_members, metrics=metrics
-        )
-        self.writers = (self.redis, self.cassandra)
-        self.trending_store = trending_store
-        self.trending: dict[int, PartitionTrending] = {}  # partition -> its members' counts
-        # partition -> member -> last event time of its open, not yet summarised session
-        self.open_sessions: dict[int, dict[bytes, int]] = {}
-        self._states: LRUCache[bytes, UserState] | None = (
-            LRUCache(maxsize=fs.state_cache_members) if fs.state_cache_members else None
-        )
+        """Produce and wait for the broker's acknowledgements, retrying while it is down.
 
-    def partition_of(self, key: bytes) -> int:
-        """The partition Kafka's default partitioner gives the key (the producer's choice)."""
-        return (int(murmur2(key)) & 0x7FFFFFFF) % self.partitions
-
-    def fold(self, records: Iterable[Record], store: Any) -> BatchResult:
-        """Fold ``records`` into the states in ``store`` (the table's storage, a mapping of
-        encoded states), write the new states back there and queue the store writes."""
-        result = fold_batch(
-            records,
-            load=self._loader(store),
-            catalog=self.catalog,
-            grace_ms=self.grace_ms,
-            dedup_ms=self.dedup_ms,
-        )
-        for update in result.updates:
-            store[update.key] = update.state
-            self._remember(update.key, update.member)
-            self._queue(update)
-        for outcome, count in result.outcomes.items():
-            self.metrics.events.labels(outcome=outcome).inc(count)
-        if duplicates := result.outcomes.get(Applied.DUPLICATE.value):
-            self.metrics.duplicates.inc(duplicates)
-        if result.late:
-            self.metrics.late.inc(len(result.late))
-        if result.sessions:
-            self.metrics.sessions.inc(len(result.sessions))
-        return result
-
-    def _loader(self, store: Any) -> Loader:
-        # Decoded states of recently active members stay beside the table (bounded, LRU), so a
-        # member's next batch skips the decode. The table's store stays the source of truth:
-        # the cache only ever holds what was last written there by this worker, and it is
-        # dropped for partitions handed over and on every recovery.
-        decode = decoding(store.get)
-        if self._states is None:
-            return decode
-        states = self._states
-
-        def load(key: bytes) -> UserState | None:
-            state = states.get(key)
-            return decode(key) if state is None else state
-
-        return load
-
-    def _remember(self, key: bytes, state: UserState) -> None:
-        if self._states is not None:
-            self._states[key] = state
-
-    def _queue(self, update: MemberUpdate) -> None:
-        for writer in self.writers:
-            writer.put(update.key, update.partition, update.snapshot)
-        trending = self.trending.get(update.partition)
-        if trending is None:
-            trending = self.trending[update.partition] = PartitionTrending()
-        trending.update(
-            update.key,
-            country=update.country,
-            plays=update.plays,
-            watermark_ms=update.snapshot.event_time_ms,
-        )
-        sessions = self.open_sessions.setdefault(update.partition, {})
-        if update.idle_candidate_ms is None:
-            sessions.pop(update.key, None)
-        else:
-            sessions[update.key] = update.idle_candidate_ms
-
-    def close_idle_sessions(self, store: Any) -> list[SessionClose]:
-        """Summarise sessions idle past the gap (plus grace) in their partition's event time.
-
-        A partition's event time is its newest member event; an idle member's session closes
-        once the partition has moved more than ``gap + grace`` past its last event, so an
-        in-grace event of that member can no longer belong to it. The summary is marked in the
-        member's state (written to ``store``), so the member's next event does not emit it
-        again. Returns the closes for the changelog and the sessions topic.
+        One record per changed member (not per event), each to its member's own partition of
+        the changelog, in one batch per partition. Waiting for the acknowledgements before the
+        consumer may commit means a committed offset never runs ahead of the changelog (Faust
+        also flushes the producer before committing).
         """
-        closes: list[SessionClose] = []
-        load = self._loader(store)
-        for partition, sessions in self.open_sessions.items():
-            trending = self.trending.get(partition)
-            if trending is None:
-                continue
-            cutoff = trending.watermark_ms - SESSION_GAP_MS - self.grace_ms
-            for key in [k for k, last in sessions.items() if last < cutoff]:
-                del sessions[key]
-                state = load(key)
-                summary = state.close_idle(key.decode()) if state is not None else None
-                if state is None or summary is None:
-                    continue
-                encoded = state.encode()
-                store[key] = encoded
-                self._remember(key, state)
-                closes.append(SessionClose(key, partition, encoded, summary.to_json()))
-        if closes:
-            self.metrics.sessions.inc(len(closes))
-        return closes
+        changelog, late, sessions, dead = list(changelog), list(late), list(sessions), list(dead)
+        if not (changelog or late or sessions or dead):
+            return
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_broker_outage),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=_StopWhen(lambda: bool(self.app.should_stop)),
+            before_sleep=_log_retry,
+            reraise=True,
+        ):
+            with attempt:
+                await self._produce_once(changelog, late, sessions, dead)
 
-    def rematerialize(self, states: Iterable[tuple[bytes, bytes]]) -> int:
-        """Queue store writes and rebuild the trending counts of recovered states (key,
-        encoded state); returns how many."""
-        if self._states is not None:
-            self._states.clear()
-        count = 0
-        for key, raw in states:
-            self._queue(MemberUpdate.of(key, self.partition_of(key), UserState.decode(raw)))
-            count += 1
-        return count
+    async def _produce_once(
+        self,
+        changelog: list[ChangelogRecord],
+        late: list[tuple[bytes, bytes]],
+        sessions: list[tuple[bytes, bytes]],
+        dead: list[DeadLetter],
+    ) -> None:
+        topic = self.table.changelog_topic.get_topic_name()
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        for record in changelog:
+            by_partition.setdefault((topic, record.partition), []).append(
+                (record.key, record.state)
+            )
+        # Faust's own aiokafka producer (its flush before a commit covers these batches).
+        producer = cast(FaustKafkaProducer, self.app.producer)._ensure_producer()
+        pending: list[Awaitable[Any]] = [*await send_batches(producer, by_partition)]
+        send = self.app.producer.send
+        for name, records in ((self.fs.late_topic, late), (self.fs.sessions_topic, sessions)):
+            pending += [await send(name, k, v, None, None, None) for k, v in records]
+        for letter in dead:
+            origin = letter.record
+            headers = [
+                ("reason", letter.reason.encode()),
+                ("source.topic", self.fs.events_topic.encode()),
+                ("source.partition", str(origin.partition).encode()),
+                ("source.offset", str(origin.offset).encode()),
+                ("worker", self.fs.app_id.encode()),
+                ("failed_at_ms", str(time.time_ns() // 1_000_000).encode()),
+            ]
+            pending.append(
+                await send(self.fs.dead_letter_topic, origin.key, origin.value, None, None, headers)
+            )
+        if pending:
+            await asyncio.gather(*pending)
 
-    async def flush_trending(self, partitions: set[int] | None = None) -> None:
-        """Write the changed per-country counts of ``partitions`` (default all) to Redis."""
-        for partition, trending in list(self.trending.items()):
-            if partitions is not None and partition not in partitions:
-                continue
-            changed = trending.take_dirty()
-            if not changed:
-                continue
-            try:
-                await self.trending_store.write(partition, changed)
-            except Exception as exc:  # the next tick retries with the then-current counts
-                log.warning("trending_write_failed", error=repr(exc), partition=partition)
-                trending.restore_dirty(changed)
 
-    def forget(self, partitions: set[int]) -> None:
-        """Drop what is held for partitions handed over to another worker."""
-        for writer in self.writers:
-            writer.drop(partitions)
-        for partition in partitions:
-            self.trending.pop(partition, None)
-            self.open_sessions.pop(partition, None)
-        if self._states is not None:
-            for key in [k for k in self._states if self.partition_of(k) in partitions]:
-                del self._states[key]
+class _StopWhen(stop_base):
+    """Stop retrying once ``predicate()`` is true (the worker is stopping)."""
+
+    def __init__(self, predicate: Callable[[], bool]) -> None:
+        self._predicate = predicate
+
+    def __call__(self, retry_state: Any) -> bool:
+        return self._predicate()
+
+
+def _log_retry(state: Any) -> None:
+    log.warning(
+        "kafka_unavailable_retrying",
+        attempt=state.attempt_number,
+        error=repr(state.outcome.exception()) if state.outcome else None,
+    )
 
 
 def create_app(settings: Settings, job: FeatureJob) -> Any:
@@ -263,56 +243,26 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         producer_max_batch_size=1024 * 1024,
         # One fetch is one batch: at most batch_max_events, fewer when the worker keeps up.
         broker_max_poll_records=fs.batch_max_events,
+        consumer_group_instance_id=fs.instance_id or None,
     )
     # acks=False: Faust does not track the events' messages; the batching consumer commits
     # the position after each handled batch itself.
     events = app.topic(fs.events_topic, key_serializer="raw", value_serializer="raw", acks=False)
     # bytes keys and values: the changelog stores the encoded UserState as is (raw codec).
     table = app.Table(
-        TABLE_NAME, default=None, partitions=fs.partitions, key_type=bytes, value_type=bytes
+        TABLE_NAME,
+        default=None,
+        partitions=fs.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        extra_topic_configs=CHANGELOG_CONFIG,
     )
-    metrics = job.metrics
-
-    async def produce(
-        states: Iterable[tuple[bytes, bytes, int]],
-        *,
-        late: Iterable[tuple[bytes, bytes]] = (),
-        sessions: Iterable[tuple[bytes, bytes]] = (),
-    ) -> None:
-        # One record per changed member (not per event), each state (key, encoded state,
-        # partition) to its member's own partition of the changelog, in one batch per
-        # partition. Waiting for the broker's acknowledgements before the consumer may commit
-        # the batch means a committed offset never runs ahead of the changelog (Faust also
-        # flushes the producer before committing).
-        changelog = table.changelog_topic.get_topic_name()
-        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
-        for key, state, partition in states:
-            by_partition.setdefault((changelog, partition), []).append((key, state))
-        # Faust's own aiokafka producer (its flush before a commit covers these batches).
-        producer = cast(FaustKafkaProducer, app.producer)._ensure_producer()
-        pending: list[Awaitable[Any]] = [*await send_batches(producer, by_partition)]
-        send = app.producer.send
-        for topic, records in ((fs.late_topic, late), (fs.sessions_topic, sessions)):
-            pending += [await send(topic, k, v, None, None, None) for k, v in records]
-        if pending:
-            await asyncio.gather(*pending)
-
-    async def publish(result: BatchResult) -> None:
-        states = [(u.key, u.state, u.partition) for u in result.updates]
-        await produce(states, late=result.late, sessions=result.sessions)
-
-    async def handle(batches: Mapping[TP, Sequence[Any]]) -> None:
-        records = []
-        for tp, tp_records in batches.items():
-            partition = tp.partition
-            records += [Record(partition, record.value) for record in tp_records]
-        metrics.batch_events.observe(len(records))
-        await publish(job.fold(records, table.data))
-
+    sink = EventBatches(app, table, job, settings)
     app.transport = BatchingTransport(
-        app.conf.broker_consumer, app, topics=[events.get_topic_name()], handler=handle
+        app.conf.broker_consumer, app, sink=sink, fetch_max_wait_ms=fs.fetch_max_wait_ms
     )
     app.topics.add(events)  # subscribe; no agent iterates it, the consumer hands batches over
+    metrics = job.metrics
 
     async def flush_while_full(writer: StoreWriter) -> None:
         while await writer.flush() >= fs.flush_max_members:
@@ -331,12 +281,27 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
         await job.flush_trending()
 
     @app.timer(fs.idle_session_check_s)  # type: ignore[untyped-decorator]
-    async def close_idle_sessions() -> None:
-        closes = job.close_idle_sessions(table.data)
-        await produce(
-            [(c.key, c.state, c.partition) for c in closes],
-            sessions=[(c.key, c.summary) for c in closes],
-        )
+    async def housekeeping() -> None:
+        # Under the job's lock: a batch in flight is either all in the table or not at all.
+        async with job.lock:
+            started = time.perf_counter()
+            closes = job.close_idle_sessions(table.data)
+            evicted = job.evict_silent_members(table.data)
+            folded = time.perf_counter()
+            await sink.produce(
+                [ChangelogRecord(c.key, c.partition, c.state) for c in closes] + evicted,
+                sessions=[(c.key, c.summary) for c in closes],
+            )
+            done = time.perf_counter()
+        metrics.work_seconds.labels(task="housekeeping").observe(done - started)
+        if done - started > 0.25:
+            log.info(
+                "housekeeping_slow",
+                sessions_closed=len(closes),
+                evicted=len(evicted),
+                state_s=round(folded - started, 3),
+                produce_s=round(done - folded, 3),
+            )
 
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def report_lag() -> None:
@@ -359,27 +324,34 @@ def create_app(settings: Settings, job: FeatureJob) -> Any:
 
         @app.timer(fs.catalog_refresh_s)  # type: ignore[untyped-decorator]
         async def refresh_catalog() -> None:
-            await asyncio.get_running_loop().run_in_executor(None, catalog.load)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, catalog.load)
+            except Exception as exc:  # keep the catalog we have; the next tick tries again
+                log.warning("catalog_refresh_failed", error=repr(exc))
 
-    async def rematerialize() -> None:
-        # After recovery the table may hold state whose store write was lost in a crash (the
-        # offsets were committed, the flush was not): rewrite every member we now own.
+    async def on_recovered() -> None:
+        # Rebuild the indexes from the states of the partitions we own and repair states that
+        # hold events from beyond the skew bound; lost store writes are re-delivered instead.
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == fs.events_topic}
-        owned = [(k, v) for k, v in list(table.data.items()) if job.partition_of(k) in assigned]
-        count = job.rematerialize(owned)
+        async with job.lock:
+            recovered = job.recover(table.data, assigned)
+            await sink.produce(recovered.healed)
         metrics.ready.set(1)
-        log.info("table_recovered", members=count, partitions=sorted(assigned))
+        log.info(
+            "table_recovered",
+            members=recovered.members,
+            healed=len(recovered.healed),
+            partitions=sorted(assigned),
+        )
 
-    table.on_recover(rematerialize)
+    table.on_recover(on_recovered)
 
     async def on_revoked(_sender: Any, *args: Any, signal: Any, **_: Any) -> None:
         revoked: set[Any] = args[0]
-        # Write what we hold for partitions moving away before their new owner starts.
         gone = {tp.partition for tp in revoked if tp.topic == fs.events_topic}
-        for writer in job.writers:
-            await writer.drain(gone)
         await job.flush_trending(gone)
-        job.forget(gone)
+        async with job.lock:
+            job.forget(gone)
 
     async def on_shutdown(_sender: Any, **_: Any) -> None:
         # A graceful stop writes what the timers have not written yet.

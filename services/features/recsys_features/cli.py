@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 
-from recsys.clients.cassandra import connect_cassandra
-from recsys.clients.redis import redis_client
-from recsys.config import Settings
-from recsys_features.cassandra_store import CassandraFeatureStore
-from recsys_features.reader import FeatureValue, read_user_features
-from recsys_features.redis_store import RedisFeatureStore
-from recsys_features.trending_store import TrendingStore
+if TYPE_CHECKING:
+    from recsys.config import Settings
+    from recsys_features.reader import FeatureValue
+
+# The settings, the store clients and the stores are imported inside the commands: `recsys` loads
+# this module for every invocation, `--help` included, and redis-py and cassandra-driver alone
+# take most of a second to import.
 
 __all__ = ["features_app"]
 
@@ -42,6 +42,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print a member's current real-time features and the age of each."""
+    from recsys.config import Settings
+
     settings = Settings()
     try:
         values = asyncio.run(_read(settings, user))
@@ -73,6 +75,8 @@ def trending(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print a country's most played titles (distinct members per title) over a window."""
+    from recsys.config import Settings
+
     settings = Settings()
     code = country.strip().upper()
     if len(code) != 2 or not code.isalpha():
@@ -99,6 +103,9 @@ def trending(
 async def _trending(
     settings: Settings, country: str, feature: str, limit: int
 ) -> list[tuple[str, int]]:
+    from recsys.clients.redis import redis_client
+    from recsys_features.trending_store import TrendingStore
+
     redis = redis_client(settings.redis)
     try:
         store = TrendingStore(
@@ -110,6 +117,12 @@ async def _trending(
 
 
 async def _read(settings: Settings, user: str) -> list[FeatureValue]:
+    from recsys.clients.cassandra import connect_cassandra
+    from recsys.clients.redis import redis_client
+    from recsys_features.cassandra_store import CassandraFeatureStore
+    from recsys_features.reader import read_user_features
+    from recsys_features.redis_store import RedisFeatureStore
+
     redis = redis_client(settings.redis)
     cassandra = connect_cassandra(settings.cassandra)
     try:

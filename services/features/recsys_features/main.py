@@ -12,16 +12,17 @@ import gc
 import faust
 import uvloop
 
-from recsys.clients.cassandra import connect_cassandra
 from recsys.clients.redis import redis_client
 from recsys.config import Settings
 from recsys.log import configure, get_logger
 from recsys.metrics import serve_metrics
-from recsys_features.app import FeatureJob, create_app, data_dir
+from recsys_features.app import create_app, data_dir
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.catalog import CassandraCatalog
+from recsys_features.job import FeatureJob
 from recsys_features.metrics import FeatureMetrics
 from recsys_features.redis_store import RedisFeatureStore
+from recsys_features.startup import wait_for_dependencies
 from recsys_features.trending_store import TrendingStore
 
 __all__ = ["main"]
@@ -34,7 +35,9 @@ def main() -> None:
     settings = Settings()
     configure(settings.log, service="features")
     log = get_logger(__name__)
-    cassandra = connect_cassandra(settings.cassandra)
+    metrics = FeatureMetrics.create()  # served while the worker waits: ready stays 0
+    serve_metrics(settings.metrics.port)
+    cassandra = wait_for_dependencies(settings)
     catalog = CassandraCatalog(cassandra, settings.cassandra.keyspace)
     catalog.load()
     redis = redis_client(settings.redis, timeout_s=settings.features.redis_timeout_s)
@@ -46,11 +49,10 @@ def main() -> None:
         trending_store=TrendingStore(
             redis, settings.redis.key_prefix, partitions=settings.features.partitions
         ),
-        metrics=FeatureMetrics.create(),
+        metrics=metrics,
     )
     app = create_app(settings, job)
     data_dir(settings).mkdir(parents=True, exist_ok=True)
-    serve_metrics(settings.metrics.port)
     log.info(
         "features_worker_starting",
         app_id=settings.features.app_id,

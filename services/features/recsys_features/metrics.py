@@ -43,14 +43,22 @@ class FeatureMetrics:
     store_write: Histogram
     lag: Gauge
     batch_events: Histogram
+    work_seconds: Histogram
     ready: Gauge
+    dead_letters: Counter
+    store_errors: Counter
+    paused: Gauge
+    members: Gauge
+    trending_members: Gauge
+    evicted: Counter
+    healed: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = REGISTRY) -> FeatureMetrics:
         return cls(
             events=Counter(
                 "recsys_features_events_total",
-                "Events consumed, by outcome (applied, duplicate, late, invalid).",
+                "Events consumed, by outcome (applied, duplicate, late, invalid, future, failed).",
                 ["outcome"],
                 registry=registry,
             ),
@@ -95,9 +103,56 @@ class FeatureMetrics:
                 buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
                 registry=registry,
             ),
+            work_seconds=Histogram(
+                "recsys_features_work_seconds",
+                "Time the job's lock was held, by task: a batch (fold, produce, commit) or the "
+                "housekeeping timer (idle sessions, evictions); batches wait while either runs.",
+                ["task"],
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
+                registry=registry,
+            ),
             ready=Gauge(
                 "recsys_features_ready",
                 "1 once the worker has joined its consumer group and recovered its partitions.",
+                registry=registry,
+            ),
+            dead_letters=Counter(
+                "recsys_features_dead_letters_total",
+                "Records sent to the dead-letter topic, by kind of reason (invalid, future, "
+                "failed, unreadable_state).",
+                ["reason"],
+                registry=registry,
+            ),
+            store_errors=Counter(
+                "recsys_features_store_errors_total",
+                "Failed store writes (their members stay pending and are retried with backoff).",
+                ["store"],
+                registry=registry,
+            ),
+            paused=Gauge(
+                "recsys_features_paused",
+                "1 while the worker takes no new batches because a store's backlog is full.",
+                registry=registry,
+            ),
+            members=Gauge(
+                "recsys_features_members",
+                "Member states held by this worker (evicted after the member TTL in event time).",
+                registry=registry,
+            ),
+            trending_members=Gauge(
+                "recsys_features_trending_members",
+                "Members whose plays the trending counts hold (those who played inside the "
+                "longest trending window of their partition's event time).",
+                registry=registry,
+            ),
+            evicted=Counter(
+                "recsys_features_members_evicted_total",
+                "Member states dropped after the member TTL without events (event time).",
+                registry=registry,
+            ),
+            healed=Counter(
+                "recsys_features_states_healed_total",
+                "Member states that held events from beyond the clock-skew bound, repaired.",
                 registry=registry,
             ),
         )

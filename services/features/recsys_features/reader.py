@@ -8,12 +8,14 @@ value is now minus the event time it reflects.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from recsys.features import FEATURES
-from recsys_features.cassandra_store import CassandraFeatureStore
-from recsys_features.redis_store import RedisFeatureStore
 from recsys_features.snapshot import USER_FEATURES, ttl_seconds
+
+if TYPE_CHECKING:  # the stores are passed in; importing them here would load both drivers
+    from recsys_features.cassandra_store import CassandraFeatureStore
+    from recsys_features.redis_store import RedisFeatureStore
 
 __all__ = ["FeatureValue", "read_user_features"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -36,6 +36,8 @@ __all__ = [
     "event_time_ms",
     "realtime_user_features",
 ]
+
+_T = TypeVar("_T", bound=tuple[Any, ...])
 
 # A play counts as abandoned when the member leaves it before this share of its runtime
 # (the registry description of plays_abandoned_last_1hr: "before 25% of the runtime").
@@ -56,6 +58,14 @@ SEARCH_WINDOW_MS = _ms("search_terms_last_5min")
 SEARCH_MAX = FEATURES["search_terms_last_5min"].max_items or 20
 WATCHED_MAX = FEATURES["recently_watched_title_ids"].max_items or 50
 OPEN_PLAY_MS = DAY_MS  # a play with no end within a day is forgotten
+
+# Bounds on what one member's state holds, whatever the member sends: a state is one changelog
+# record (Kafka refuses records over 1 MiB by default) and sits in memory. A person produces a few
+# dozen events an hour; these caps only bite for bots and attackers, and each says what it costs.
+SEEN_MAX = 1_000  # event ids kept for dedup: exact for a member's newest 1,000 events of the hour
+WATCH_MAX = 500  # watch-time entries of the 30 min genre window (its newest 500)
+OPEN_PLAYS_MAX = 100  # titles with an open play (the newest 100) for abandon detection
+QUERY_MAX_CHARS = 200  # the ingest API's limit for a search query
 
 _PLAY = events_pb2.EVENT_TYPE_PLAY
 _PAUSE = events_pb2.EVENT_TYPE_PAUSE
@@ -247,7 +257,7 @@ class UserState:
                     hour = t // HOUR_MS
                     self.abandons[hour] = self.abandons.get(hour, 0) + 1
         elif kind == _SEARCH:
-            query = event.search.query.strip()
+            query = event.search.query.strip()[:QUERY_MAX_CHARS]
             if query:
                 self.searches.append((t, query))
 
@@ -271,17 +281,68 @@ class UserState:
             del self.watched[WATCHED_MAX:]
 
     def prune(self, *, grace_ms: int, dedup_ms: int = HOUR_MS) -> None:
-        """Drop what no window can use any more (before encoding, not per event)."""
+        """Drop what no window can use any more, and hold every list to its cap (before
+        encoding, not per event)."""
         wm = self.watermark_ms
-        if self.seen and min(self.seen.values()) < wm - dedup_ms:
-            self.seen = {k: v for k, v in self.seen.items() if v >= wm - dedup_ms}
-        self.watch = [w for w in self.watch if w[0] > wm - GENRE_WINDOW_MS]
-        self.searches = [s for s in self.searches if s[0] > wm - SEARCH_WINDOW_MS]
-        oldest_hour = (wm - grace_ms) // HOUR_MS
-        self.abandons = {h: n for h, n in self.abandons.items() if h >= oldest_hour}
-        oldest_day = (wm - grace_ms) // DAY_MS
-        self.days = {d: c for d, c in self.days.items() if d >= oldest_day}
-        self.open_plays = {k: v for k, v in self.open_plays.items() if v > wm - OPEN_PLAY_MS}
+        if self.seen and (len(self.seen) > SEEN_MAX or min(self.seen.values()) < wm - dedup_ms):
+            kept = [(k, v) for k, v in self.seen.items() if v >= wm - dedup_ms]
+            if len(kept) > SEEN_MAX:
+                kept = sorted(kept, key=lambda kv: kv[1])[-SEEN_MAX:]
+            self.seen = dict(kept)
+        # Containers are rebuilt only when something is in them: most members hold a few
+        # entries, and a new member's prune runs once per event it sends.
+        if self.watch:
+            self.watch = _newest([w for w in self.watch if w[0] > wm - GENRE_WINDOW_MS], WATCH_MAX)
+        if self.searches:
+            self.searches = _distinct_newest(
+                [s for s in self.searches if s[0] > wm - SEARCH_WINDOW_MS], SEARCH_MAX
+            )
+        if self.abandons:
+            oldest_hour = (wm - grace_ms) // HOUR_MS
+            self.abandons = {h: n for h, n in self.abandons.items() if h >= oldest_hour}
+        if self.days:
+            oldest_day = (wm - grace_ms) // DAY_MS
+            self.days = {d: c for d, c in self.days.items() if d >= oldest_day}
+        if self.open_plays:
+            open_plays = [(v, k) for k, v in self.open_plays.items() if v > wm - OPEN_PLAY_MS]
+            self.open_plays = {k: v for v, k in _newest(open_plays, OPEN_PLAYS_MAX)}
+
+    def heal(self, limit_ms: int) -> bool:
+        """Forget what happened after ``limit_ms`` (the wall clock plus the allowed skew).
+
+        Workers before the skew bound applied events from far in the future; their time became
+        the member's watermark, which made the member's real events late. Entries after the
+        limit are dropped and the watermark falls back to the newest entry left (the session
+        keeps its part before the limit). Returns whether anything changed.
+        """
+        if self.watermark_ms <= limit_ms:
+            return False
+        self.seen = {k: v for k, v in self.seen.items() if v <= limit_ms}
+        self.watch = [w for w in self.watch if w[0] <= limit_ms]
+        self.searches = [s for s in self.searches if s[0] <= limit_ms]
+        self.abandons = {h: n for h, n in self.abandons.items() if h * HOUR_MS <= limit_ms}
+        self.days = {d: c for d, c in self.days.items() if d * DAY_MS <= limit_ms}
+        self.open_plays = {k: v for k, v in self.open_plays.items() if v <= limit_ms}
+        self.watched = [w for w in self.watched if w[0] <= limit_ms]
+        if self.device_ms > limit_ms:
+            self.device_ms = 0  # the device stays until a real event reports one
+        if self.session_start_ms > limit_ms:
+            self.session_start_ms = self.session_last_ms = self.session_events = 0
+            self.session_emitted = False
+        elif self.session_last_ms > limit_ms:
+            inside = [v for v in self.seen.values() if self.session_start_ms <= v]
+            self.session_last_ms = max(inside, default=self.session_start_ms)
+        times = [
+            *self.seen.values(),
+            self.session_last_ms,
+            self.device_ms,
+            *(w[0] for w in self.watch),
+            *(s[0] for s in self.searches),
+            *self.open_plays.values(),
+            *(w[0] for w in self.watched),
+        ]
+        self.watermark_ms = max(times, default=0)
+        return True
 
     # --- reading features ----------------------------------------------------------------
 
@@ -327,7 +388,7 @@ class UserState:
     # --- encoding ------------------------------------------------------------------------
 
     def encode(self) -> bytes:
-        return orjson.dumps(
+        encoded = orjson.dumps(
             {
                 "wm": self.watermark_ms,
                 "seen": self.seen,
@@ -346,6 +407,9 @@ class UserState:
                 "watched": self.watched,
             }
         )
+        # orjson hands back every output in a buffer of at least 4 KiB; a state (a few hundred
+        # bytes) kept in the table for each member would hold all of it. One exact-size copy.
+        return bytes(memoryview(encoded))
 
     @classmethod
     def decode(cls, raw: bytes) -> UserState:
@@ -369,3 +433,35 @@ class UserState:
             open_plays=d["open"],
             watched=[(t, title) for t, title in d["watched"]],
         )
+
+
+def _newest(entries: list[_T], cap: int) -> list[_T]:
+    """The newest ``cap`` of ``entries`` (tuples that start with their time) in their original
+    order; among equal times the earlier entries stay. A fixed order, so capping per event or
+    once per batch keeps the same entries."""
+    if len(entries) <= cap:
+        return entries
+    cutoff = sorted(e[0] for e in entries)[-cap]
+    ties = cap - sum(1 for e in entries if e[0] > cutoff)
+    kept: list[_T] = []
+    for entry in entries:
+        if entry[0] > cutoff:
+            kept.append(entry)
+        elif entry[0] == cutoff and ties > 0:
+            kept.append(entry)
+            ties -= 1
+    return kept
+
+
+def _distinct_newest(searches: list[tuple[int, str]], cap: int) -> list[tuple[int, str]]:
+    """Each query once, at its newest time, the newest ``cap`` of them, oldest first. Exact for
+    the feature: a query with ``cap`` newer distinct queries is never served again (it leaves the
+    window before any of them)."""
+    if not searches:
+        return searches
+    newest: dict[str, int] = {}
+    for t, query in searches:
+        if t > newest.get(query, -1):
+            newest[query] = t
+    ranked = sorted(newest.items(), key=lambda qt: (-qt[1], qt[0]))[:cap]
+    return sorted((t, query) for query, t in ranked)

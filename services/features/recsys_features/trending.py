@@ -59,16 +59,21 @@ class _WindowCounts:
     window: Window
     buckets: dict[int, Counter[tuple[str, str]]] = field(default_factory=dict)
     totals: dict[str, Counter[str]] = field(default_factory=dict)  # country -> title -> n
+    expired_below: int = 0  # every bucket below this one has been expired
 
     def add(self, country: str, title: str, at_ms: int, delta: int, oldest: int) -> str | None:
         bucket = at_ms // self.window.bucket_ms
         if bucket < oldest:
             return None  # outside the window (or already expired and subtracted)
-        counts = self.buckets.setdefault(bucket, Counter())
+        counts = self.buckets.get(bucket)
+        if counts is None:
+            counts = self.buckets[bucket] = Counter()
         counts[(country, title)] += delta
         if not counts[(country, title)]:
             del counts[(country, title)]
-        totals = self.totals.setdefault(country, Counter())
+        totals = self.totals.get(country)
+        if totals is None:
+            totals = self.totals[country] = Counter()
         totals[title] += delta
         if not totals[title]:
             del totals[title]
@@ -76,6 +81,9 @@ class _WindowCounts:
 
     def expire(self, oldest: int) -> set[str]:
         changed: set[str] = set()
+        if oldest <= self.expired_below:  # the window has not crossed a bucket boundary
+            return changed
+        self.expired_below = oldest
         for bucket in [b for b in self.buckets if b < oldest]:
             for (country, title), n in self.buckets.pop(bucket).items():
                 totals = self.totals[country]
@@ -94,6 +102,17 @@ class PartitionTrending:
         self._members: dict[bytes, tuple[str, tuple[Play, ...]]] = {}
         self._counts = [_WindowCounts(w) for w in windows]
         self._dirty: set[tuple[str, str]] = set()  # (feature, country)
+        # Members by the bucket (of the longest window) of their newest play: once that bucket
+        # leaves the window, none of their plays counts and they are forgotten, so the members
+        # held are those who played inside the longest window, not everyone who ever played.
+        self._longest = max(windows, key=lambda w: w.length_ms)
+        self._bucket_of: dict[bytes, int] = {}
+        self._by_bucket: dict[int, set[bytes]] = {}
+        self._members_expired_below = 0
+
+    def __len__(self) -> int:
+        """Members whose plays are held (they played inside the longest window)."""
+        return len(self._members)
 
     def update(
         self, member: bytes, *, country: str, plays: Iterable[Play], watermark_ms: int
@@ -119,8 +138,30 @@ class PartitionTrending:
                 self._mark(counts, counts.add(new[0], title, at_ms, +1, oldest))
         if new[1]:
             self._members[member] = new
+            self._index(member, max(at_ms for _, at_ms in new[1]) // self._longest.bucket_ms)
         else:
-            self._members.pop(member, None)
+            self.forget(member)
+
+    def forget(self, member: bytes) -> None:
+        """Stop holding ``member``'s plays (evicted; or no plays left). Counts are unchanged:
+        call it only for members whose plays are outside every window, or after ``update``."""
+        self._members.pop(member, None)
+        self._forget_index(member)
+
+    def _index(self, member: bytes, bucket: int) -> None:
+        if self._bucket_of.get(member) == bucket:
+            return
+        self._forget_index(member)
+        self._bucket_of[member] = bucket
+        self._by_bucket.setdefault(bucket, set()).add(member)
+
+    def _forget_index(self, member: bytes) -> None:
+        bucket = self._bucket_of.pop(member, None)
+        if bucket is not None:
+            members = self._by_bucket[bucket]
+            members.discard(member)
+            if not members:
+                del self._by_bucket[bucket]
 
     def _advance(self, watermark_ms: int) -> None:
         if watermark_ms <= self.watermark_ms:
@@ -129,6 +170,14 @@ class PartitionTrending:
         for counts in self._counts:
             for country in counts.expire(counts.window.oldest_bucket(watermark_ms)):
                 self._dirty.add((counts.window.feature, country))
+        oldest = self._longest.oldest_bucket(watermark_ms)
+        if oldest <= self._members_expired_below:
+            return
+        self._members_expired_below = oldest
+        for bucket in [b for b in self._by_bucket if b < oldest]:
+            for member in self._by_bucket.pop(bucket):
+                del self._bucket_of[member]
+                del self._members[member]
 
     def _mark(self, counts: _WindowCounts, country: str | None) -> None:
         if country is not None:

@@ -19,6 +19,7 @@ import recsys_ingest
 from recsys.config import Settings
 from recsys.log import get_logger
 from recsys_ingest.deps import IngestContext
+from recsys_ingest.limits import InFlightLimit, Slots
 from recsys_ingest.metrics import IngestMetrics
 from recsys_ingest.publisher import EventPublisher
 from recsys_ingest.routes import router
@@ -54,7 +55,12 @@ def create_app(
         publisher=publisher or EventPublisher(settings),
         metrics=metrics or IngestMetrics(),
     )
-    context.metrics.kafka_ready.set_function(lambda: float(context.publisher.ready[0]))
+    metrics = context.metrics
+    slots = Slots(limit=settings.ingest.max_requests_in_flight)
+    metrics.kafka_ready.set_function(lambda: float(context.publisher.ready[0]))
+    metrics.requests_in_flight.set_function(lambda: float(slots.taken))
+    metrics.requests_awaiting_kafka.set_function(lambda: float(context.publisher.awaiting))
+    metrics.waiting_batches.set_function(lambda: float(context.publisher.most_waiting_batches()))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -79,6 +85,18 @@ def create_app(
     )
     app.state.ingest = context
     app.include_router(router)
+
+    def count_shed() -> None:
+        metrics.requests_shed.inc()
+        metrics.requests.labels(status="503").inc()
+
+    # In front of routing, auth and the route: a refused request costs none of them.
+    app.add_middleware(
+        InFlightLimit,
+        slots=slots,
+        retry_after_s=settings.ingest.retry_after_s,
+        on_shed=count_shed,
+    )
 
     def openapi() -> dict[str, Any]:
         # The events route reads its body itself; publish the body's schema for SDKs and fuzzers.

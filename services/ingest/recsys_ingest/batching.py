@@ -1,6 +1,6 @@
 """Coalesce the records of concurrent requests into one Kafka record batch per partition.
 
-    batcher = RecordBatcher(producer, topic)
+    batcher = RecordBatcher(producer, topic, max_waiting=16)
     acks = batcher.add(records, partitions=6)   # synchronous: appends to open batches
     await asyncio.wait(acks)                    # each resolves when Kafka acked its batch
 
@@ -30,11 +30,19 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-__all__ = ["RecordBatcher", "RecordTooLarge", "partition_for"]
+__all__ = ["QueueFull", "RecordBatcher", "RecordTooLarge", "partition_for"]
 
 
 class RecordTooLarge(ValueError):
     """A single record does not fit in an empty batch (producer_batch_bytes too small)."""
+
+
+class QueueFull(RuntimeError):
+    """A partition already holds ``max_waiting`` batches; nothing of the request was queued."""
+
+    def __init__(self, partition: int, waiting: int) -> None:
+        super().__init__(f"partition {partition} has {waiting} record batches waiting for Kafka")
+        self.partition = partition
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -50,24 +58,46 @@ def partition_for(key: bytes, partitions: int) -> int:
 class _Lane:
     """One partition: its open batch, the sealed batches waiting for the producer, a flusher."""
 
-    __slots__ = ("ack", "builder", "partition", "sealed", "task", "wakeup")
+    __slots__ = ("ack", "builder", "offering", "partition", "sealed", "task", "wakeup")
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
         self.builder: BatchBuilder | None = None
         self.ack: asyncio.Future[None] | None = None
         self.sealed: deque[tuple[BatchBuilder, asyncio.Future[None]]] = deque()
+        self.offering = False  # the flusher waits for the producer to take a batch
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
+    @property
+    def waiting(self) -> int:
+        """Batches this lane holds that the producer has not taken yet."""
+        return len(self.sealed) + (self.builder is not None) + self.offering
+
 
 class RecordBatcher:
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    """Per-partition batching with at most ``max_waiting`` batches waiting per partition.
+
+    While the producer stalls (a broker that answers metadata but not produce requests, a
+    partition whose batch is retried for ever), its queue for a partition stops draining and
+    records would pile up here without limit. ``add`` therefore refuses a request whose records
+    go to a partition that already holds ``max_waiting`` batches, before appending any of them:
+    a request is queued whole or not at all, and a partition holds at most ``max_waiting`` plus
+    one request's batches. aiokafka itself holds at most two more per partition (one in flight,
+    one queued: ``send_batch`` waits while one is queued).
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, *, max_waiting: int) -> None:
         self._producer = producer
         self._topic = topic
+        self._max_waiting = max_waiting
         self._lanes: dict[int, _Lane] = {}
         self._loop = asyncio.get_running_loop()
         self._closed = False
+
+    def most_waiting(self) -> int:
+        """The waiting batches of the fullest partition (a metric)."""
+        return max((lane.waiting for lane in self._lanes.values()), default=0)
 
     def partitions(self) -> int | None:
         """How many partitions the topic has, by the producer's metadata (None: unknown)."""
@@ -77,14 +107,22 @@ class RecordBatcher:
     def add(
         self, records: Iterable[tuple[bytes, bytes]], partitions: int
     ) -> list[asyncio.Future[None]]:
-        """Append (key, value) records in order; returns the acks to wait for (one per batch)."""
+        """Append (key, value) records in order; returns the acks to wait for (one per batch).
+
+        Raises :class:`QueueFull`, having appended nothing, when a partition the records go to
+        already holds ``max_waiting`` batches.
+        """
         if self._closed:
             raise KafkaError("batcher closed")
         lanes = self._lanes
+        routed = [(_key_hash(key) % partitions, key, value) for key, value in records]
+        for partition in {partition for partition, _, _ in routed}:
+            lane = lanes.get(partition)
+            if lane is not None and lane.waiting >= self._max_waiting:
+                raise QueueFull(partition, lane.waiting)
         acks: dict[int, asyncio.Future[None]] = {}
         touched: dict[int, _Lane] = {}
-        for key, value in records:
-            partition = _key_hash(key) % partitions
+        for partition, key, value in routed:
             lane = lanes.get(partition) or self._open_lane(partition)
             builder = lane.builder
             if builder is None or builder.append(timestamp=None, key=key, value=value) is None:
@@ -130,6 +168,7 @@ class RecordBatcher:
                     builder.close()  # the producer must not see records added after this
                 else:
                     break
+                lane.offering = True
                 try:
                     delivered = await send_batch(builder, self._topic, partition=lane.partition)
                 except asyncio.CancelledError:
@@ -138,6 +177,8 @@ class RecordBatcher:
                 except Exception as exc:  # KafkaTimeoutError (queue full), ProducerClosed, ...
                     _fail(ack, exc)
                     continue
+                finally:
+                    lane.offering = False
                 delivered.add_done_callback(functools.partial(_settle, ack))
 
     async def close(self, reason: BaseException) -> None:

@@ -68,7 +68,29 @@ class IngestMetrics:
         )
         self.kafka_ready = Gauge(
             "recsys_ingest_kafka_ready",
-            "1 when the producer is connected and the broker answered within the last second.",
+            "1 when the producer is connected and the broker answered its last health probe.",
+            registry=r,
+        )
+        self.requests_in_flight = Gauge(
+            "recsys_ingest_requests_in_flight",
+            "POST /v1/events requests being handled (body read, validation, Kafka wait).",
+            registry=r,
+        )
+        self.requests_awaiting_kafka = Gauge(
+            "recsys_ingest_requests_awaiting_kafka",
+            "Requests whose events are queued for Kafka, waiting for its acknowledgement.",
+            registry=r,
+        )
+        self.requests_shed = Counter(
+            "recsys_ingest_requests_shed_total",
+            "POST /v1/events requests answered 503 at once because max_requests_in_flight "
+            "were in flight (also counted in recsys_ingest_requests_total).",
+            registry=r,
+        )
+        self.waiting_batches = Gauge(
+            "recsys_ingest_waiting_batches",
+            "Record batches waiting for the producer in the fullest partition (sealed, filling "
+            "or being offered); requests for a partition at max_waiting_batches get 503.",
             registry=r,
         )
 

@@ -8,9 +8,11 @@
 The producer is idempotent with ``acks=all`` (:func:`recsys.clients.kafka_producer`) and records
 are keyed by user_id, so a member's events stay in order in one partition and a retried send is
 never doubled. ``publish`` raises :class:`KafkaUnavailable` (the route answers 503) when Kafka is
-unreachable, does not ack within ``produce_timeout_s`` or fails a batch. Records of such a request
-may still arrive later; the client resends the batch and the stream job drops repeated event_ids.
-Nothing is reported accepted before Kafka acknowledged it.
+unreachable, does not ack within ``produce_timeout_s`` or fails a batch, or when a partition the
+records go to already has ``max_waiting_batches`` batches waiting (then nothing of the request is
+queued). Records of a request that timed out or failed may still arrive later; the client resends
+the batch and the stream job drops repeated event_ids. Nothing is reported accepted before Kafka
+acknowledged it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from recsys.clients.kafka import kafka_producer
 from recsys.config import Settings
 from recsys.log import get_logger
-from recsys_ingest.batching import RecordBatcher, RecordTooLarge
+from recsys_ingest.batching import QueueFull, RecordBatcher, RecordTooLarge
 
 __all__ = ["EventPublisher", "KafkaUnavailable", "ProducerFactory"]
 
@@ -35,7 +37,6 @@ log = get_logger(__name__)
 
 ProducerFactory = Callable[[], AIOKafkaProducer]
 
-HEALTH_INTERVAL_S: Final = 1.0
 _HEALTH_TIMEOUT_S: Final = 2.0
 _RECONNECT_MAX_S: Final = 5.0
 # Publishes may time out for this many produce timeouts in a row before the producer is replaced.
@@ -47,7 +48,7 @@ class KafkaUnavailable(RuntimeError):
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
-        self.reason = reason  # "not_ready", "timeout" or "error" (a metrics label)
+        self.reason = reason  # "not_ready", "queue_full", "timeout" or "error" (a metric label)
 
 
 class EventPublisher:
@@ -57,6 +58,8 @@ class EventPublisher:
         self._settings = settings
         self._topic = settings.ingest.topic
         self._timeout_s = settings.ingest.produce_timeout_s
+        self._health_interval_s = settings.ingest.health_interval_s
+        self._max_waiting = settings.ingest.max_waiting_batches
         self._factory = producer_factory or self._default_factory
         self._producer: AIOKafkaProducer | None = None
         self._batcher: RecordBatcher | None = None
@@ -67,10 +70,16 @@ class EventPublisher:
         self._detail = "not connected yet"
         self._stopping = False
         self._stalled_since: float | None = None  # first unacknowledged publish since an ack
+        self.awaiting = 0  # publish calls whose records are queued, waiting for acknowledgements
 
     @property
     def topic(self) -> str:
         return self._topic
+
+    def most_waiting_batches(self) -> int:
+        """Batches waiting for the producer in the fullest partition (0 when not connected)."""
+        batcher = self._batcher
+        return 0 if batcher is None else batcher.most_waiting()
 
     def _default_factory(self) -> AIOKafkaProducer:
         return kafka_producer(
@@ -127,15 +136,15 @@ class EventPublisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RECONNECT_MAX_S)
                 continue
-            self._batcher = RecordBatcher(producer, self._topic)
+            self._batcher = RecordBatcher(producer, self._topic, max_waiting=self._max_waiting)
             self._producer = producer
             self._reachable, self._detail = True, "ok"
             log.info("kafka producer started", topic=self._topic)
 
     async def _health_loop(self) -> None:
-        """Ask the broker for metadata every second; readiness and fast 503s read the result."""
+        """Ask the broker for metadata every health_interval_s; readiness and fast 503s read it."""
         while True:
-            await asyncio.sleep(HEALTH_INTERVAL_S)
+            await asyncio.sleep(self._health_interval_s)
             producer = self._producer
             if producer is None:
                 self._reachable = False
@@ -178,7 +187,7 @@ class EventPublisher:
 
     @property
     def ready(self) -> tuple[bool, str]:
-        """(ready, why not): a started producer, and the broker answered in the last second."""
+        """(ready, why not): a started producer, and the broker answered its last health probe."""
         if self._stopping:
             return False, "shutting down"
         return self._producer is not None and self._reachable, self._detail
@@ -193,10 +202,16 @@ class EventPublisher:
             raise KafkaUnavailable(f"no partitions known for topic {self._topic}", "not_ready")
         try:
             acks = batcher.add(records, partitions)
+        except QueueFull as exc:
+            raise KafkaUnavailable(f"Kafka is not keeping up: {exc}", "queue_full") from exc
         except (KafkaError, RecordTooLarge) as exc:
             raise KafkaUnavailable(f"cannot queue the records: {exc!r}", "error") from exc
         # asyncio.wait never cancels the acks: other requests may share them.
-        _, pending = await asyncio.wait(acks, timeout=self._timeout_s)
+        self.awaiting += 1
+        try:
+            _, pending = await asyncio.wait(acks, timeout=self._timeout_s)
+        finally:
+            self.awaiting -= 1
         failures = [f for a in acks if a.done() and (f := a.exception()) is not None]
         for failure in failures:
             if not isinstance(failure, KafkaTimeoutError):  # the batch failed for good

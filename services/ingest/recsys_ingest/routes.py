@@ -1,11 +1,13 @@
 """HTTP routes: ``POST /v1/events``, ``/healthz``, ``/readyz`` and ``/metrics``.
 
 The events route reads the raw body itself (no FastAPI body model) so that each class of bad
-input gets its own status code and a batch can be partially accepted; see docs/ingest.md.
+input gets its own status code and a batch can be partially accepted; see docs/ingest.md. The
+limit on requests in flight sits in front of the app (:mod:`recsys_ingest.limits`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Final
 
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 
-from recsys_ingest.batch import check_batch
+from recsys_ingest.batch import check_batch_async
 from recsys_ingest.deps import ApiKey, Context
 from recsys_ingest.publisher import KafkaUnavailable
 from recsys_ingest.schema import BatchResult, Problem
@@ -54,12 +56,17 @@ _EVENTS_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     202: {"model": BatchResult, "description": "At least one event accepted (Kafka acked it)."},
     400: {"model": Problem, "description": "Not JSON, not an object, no or empty events list."},
     401: {"model": Problem, "description": "Missing or unknown X-API-Key."},
+    408: {
+        "model": Problem,
+        "description": "The body did not arrive within body_timeout_s; the connection is closed.",
+    },
     413: {"model": Problem, "description": "Body over max_body_bytes or too many events."},
     415: {"model": Problem, "description": "Content-Type is not application/json."},
     422: {"model": BatchResult, "description": "No event was valid; each one's errors listed."},
     503: {
         "model": Problem,
-        "description": "Kafka did not acknowledge; nothing reported accepted. Retry the batch.",
+        "description": "Too many requests in flight, Kafka not keeping up or not acknowledging; "
+        "nothing reported accepted. Retry the batch after Retry-After.",
         "headers": {
             "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
         },
@@ -86,7 +93,7 @@ def _content_type_problem(value: str | None) -> str | None:
     return None
 
 
-async def _read_body(request: Request, limit: int) -> bytes | Response:
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes | Response:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
@@ -95,11 +102,22 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
             return _problem(413, f"body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return _problem(413, f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        # A client that sends its headers and then trickles (or withholds) the body would hold
+        # its in-flight slot for ever; the deadline covers the whole body, not each read.
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return _problem(413, f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        # The rest of the body may still be on its way: the connection cannot be reused.
+        return _problem(
+            408,
+            f"the body did not arrive within {timeout_s:g} s ({size} bytes received)",
+            headers={"Connection": "close"},
+        )
     return b"".join(chunks)
 
 
@@ -140,7 +158,7 @@ async def _handle_events(request: Request, context: Context) -> Response:
     if problem is not None:
         return _problem(415, problem)
     try:
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     except ClientDisconnect:
         return _problem(400, "the client went away before sending the whole body")
     if isinstance(body, Response):
@@ -162,7 +180,7 @@ async def _handle_events(request: Request, context: Context) -> Response:
         )
     metrics.batch_size.observe(len(events))
 
-    checked = check_batch(events, max_event_bytes=settings.max_event_bytes)
+    checked = await check_batch_async(events, max_event_bytes=settings.max_event_bytes)
     for (event_type, reason), count in checked.rejected_reasons.items():
         metrics.events_rejected.labels(event_type=event_type, reason=reason).inc(count)
     if not checked.records:

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from recsys.catalog import DEVICES, EVENT_TYPES, ID_PATTERN, ISO_COUNTRIES
+from recsys.event_time import EARLIEST_OCCURRED_AT, MAX_CLOCK_SKEW
 
 __all__ = [
     "EARLIEST_OCCURRED_AT",
@@ -57,16 +58,17 @@ __all__ = [
     "validate_event",
 ]
 
-# Real MovieLens ratings from 1995 are imported through this API with their original timestamps.
-EARLIEST_OCCURRED_AT: Final = datetime(1995, 1, 1, tzinfo=UTC)
-# A client clock may run ahead; a day ahead is a bug, not skew.
-MAX_FUTURE_SKEW: Final = timedelta(hours=24)
+# From 1995 (MovieLens history is imported through this API) to the clock plus the platform's
+# skew bound: a clock minutes ahead is skew, hours ahead would move event time for everyone
+# (recsys.event_time).
+MAX_FUTURE_SKEW: Final = MAX_CLOCK_SKEW
 MAX_POSITION_SEC: Final = 86_400.0  # one day of playback
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EARLIEST_MS: Final = int((EARLIEST_OCCURRED_AT - _EPOCH).total_seconds() * 1000)
 _SKEW_S: Final = MAX_FUTURE_SKEW.total_seconds()
 _SKEW_MS: Final = int(_SKEW_S * 1000)
+_SKEW_TEXT: Final = f"{_SKEW_S / 60:g} minutes"
 # RFC 3339 date-time (section 5.6): full-date "T" full-time, with a mandatory offset; "t", "z"
 # and a space separator are allowed by the RFC's note.
 _RFC3339 = re.compile(
@@ -144,7 +146,8 @@ def _parse_occurred_at(value: Any) -> datetime:
 
 def _out_of_range() -> PydanticCustomError:
     return PydanticCustomError(
-        "occurred_at_range", "must be between 1995-01-01T00:00:00Z and 24 hours from now"
+        "occurred_at_range",
+        f"must be between 1995-01-01T00:00:00Z and {_SKEW_TEXT} from now (clock skew bound)",
     )
 
 
@@ -154,7 +157,7 @@ OccurredAt: TypeAlias = Annotated[
     WithJsonSchema(
         {
             "description": "When it happened, by the client's clock: RFC 3339 with an offset, or "
-            "integer epoch milliseconds. From 1995-01-01T00:00:00Z to 24 h from now.",
+            f"integer epoch milliseconds. From 1995-01-01T00:00:00Z to {_SKEW_TEXT} from now.",
             "oneOf": [
                 {"type": "string", "format": "date-time"},
                 {"type": "integer", "description": "epoch milliseconds"},

@@ -47,6 +47,10 @@ class FeatureEnv:
     def sessions_topic(self) -> str:
         return self.env["RECSYS_FEATURES__SESSIONS_TOPIC"]
 
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.env["RECSYS_FEATURES__DEAD_LETTER_TOPIC"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -77,7 +81,8 @@ async def feature_env(
         infra, unique=unique, keyspace=keyspace, key_prefix=key_prefix, data_dir=tmp_path / "data"
     )
     fe = FeatureEnv(infra, unique, keyspace, key_prefix, env, tmp_path / "worker.log", client)
-    await create_topics(infra, [fe.events_topic, fe.late_topic, fe.sessions_topic], 3)
+    topics = [fe.events_topic, fe.late_topic, fe.sessions_topic, fe.dead_letter_topic]
+    await create_topics(infra, topics, 3)
     yield fe
     async for key in redis.scan_iter(match=f"{key_prefix}:*"):
         await redis.delete(key)

@@ -10,10 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
-from recsys.clients.kafka import kafka_consumer
 from recsys.events.v1 import events_pb2
 from recsys_features.cassandra_store import CassandraFeatureStore
 from recsys_features.redis_store import RedisFeatureStore
@@ -30,43 +28,13 @@ from tests.features_support import (
     wait_for,
 )
 from tests.integration.features.conftest import FeatureEnv, free_port
+from tests.integration.features.runs import metric, read_topic, scrape
 
 pytestmark = pytest.mark.integration
 
 
 def _ms(m: float) -> int:
     return int((T0 + minutes(m)).timestamp() * 1000)
-
-
-async def _read_topic(fe: FeatureEnv, topic: str, count: int) -> list[tuple[bytes, bytes]]:
-    consumer: AIOKafkaConsumer = kafka_consumer(
-        fe.settings.kafka, topic, group_id=f"reader-{fe.unique}-{topic}"
-    )
-    await consumer.start()
-    records: list[tuple[bytes, bytes]] = []
-    try:
-        while len(records) < count:
-            batch = await consumer.getmany(timeout_ms=60_000)
-            assert batch, f"no records on {topic} within 60 s; got {records}"
-            for messages in batch.values():
-                records.extend((m.key, m.value) for m in messages)
-    finally:
-        await consumer.stop()
-    return records
-
-
-async def _scrape(port: int) -> str:
-    import httpx
-
-    async with httpx.AsyncClient() as client:
-        return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"metric {name} not exported")
 
 
 async def test_scripted_events_give_hand_computed_features(
@@ -109,8 +77,16 @@ async def test_scripted_events_give_hand_computed_features(
         u2 = await wait_for(u2_done, what="u2 features", proc=proc)
         stored = await wait_for(u1_durable, what="u1 features in Cassandra", proc=proc)
         top_24h = await wait_for(trending_done, what="trending titles", proc=proc)
-        late = await _read_topic(fe, fe.late_topic, 1)
-        sessions = await _read_topic(fe, fe.sessions_topic, 2)
+        late = [
+            (r.key, r.value)
+            for r in await read_topic(fe.settings, fe.late_topic, group=f"r-{fe.unique}", count=1)
+        ]
+        sessions = [
+            (r.key, r.value)
+            for r in await read_topic(
+                fe.settings, fe.sessions_topic, group=f"r-{fe.unique}", count=2
+            )
+        ]
         metrics = await wait_for(
             lambda: _scraped_when(port, "recsys_features_late_events_total"), what="metrics"
         )
@@ -167,14 +143,14 @@ async def test_scripted_events_give_hand_computed_features(
     # The durable copy in Cassandra holds the same values (with the same event time, waited for).
     assert {name: f.value for name, f in stored.items()} == EXPECTED_U1
 
-    assert _metric(metrics, "recsys_features_duplicates_total") == 1.0
-    assert _metric(metrics, "recsys_features_late_events_total") == 1.0
-    assert _metric(metrics, "recsys_features_sessions_closed_total") == 2.0
+    assert metric(metrics, "recsys_features_duplicates_total") == 1.0
+    assert metric(metrics, "recsys_features_late_events_total") == 1.0
+    assert metric(metrics, "recsys_features_sessions_closed_total") == 2.0
 
 
 async def _scraped_when(port: int, name: str) -> str | None:
     try:
-        text = await _scrape(port)
+        text = await scrape(port)
     except Exception:
         return None
     return text if any(line.startswith(name + " 1.0") for line in text.splitlines()) else None

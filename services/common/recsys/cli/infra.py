@@ -1,32 +1,38 @@
-"""``recsys infra``: the local Kafka, Cassandra and Redis, and their schemas."""
+"""``recsys infra``: the local Kafka, Cassandra and Redis, and their schemas.
+
+The Kafka and Cassandra clients are imported inside the commands that use them: at module level
+they would slow every `recsys` invocation, `--help` included (docs/infrastructure.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import typer
 
 from recsys.cli.processes import add_lifecycle_commands, fail
-from recsys.clients.cassandra import connect_cassandra
-from recsys.clients.kafka import kafka_admin
-from recsys.config import Settings
-from recsys.infra import manager
-from recsys.infra.cql_migrations import MigrationResult, apply_migrations
-from recsys.infra.kafka_topics import TopicChange, ensure_topics
+from recsys.infra.names import SERVER_NAMES
 from recsys.infra.server import InfraError
-from recsys.topics import TOPICS
+
+if TYPE_CHECKING:
+    from recsys.config import Settings
+    from recsys.infra.cql_migrations import MigrationResult
+    from recsys.infra.kafka_topics import TopicChange
 
 app = typer.Typer(
     help="Run the local infrastructure (Kafka, Cassandra, Redis) and bootstrap its schemas.",
     no_args_is_help=True,
 )
 
-add_lifecycle_commands(app, manager.SERVER_NAMES, "servers")
+add_lifecycle_commands(app, SERVER_NAMES, "servers")
 
 
 @app.command()
 def topics() -> None:
     """Create the declared Kafka topics, or bring partitions and configs in line."""
+    from recsys.config import Settings
+
     settings = Settings()
     try:
         changes = asyncio.run(_ensure_topics(settings))
@@ -39,6 +45,10 @@ def topics() -> None:
 
 
 async def _ensure_topics(settings: Settings) -> list[TopicChange]:
+    from recsys.clients.kafka import kafka_admin
+    from recsys.infra.kafka_topics import ensure_topics
+    from recsys.topics import TOPICS
+
     admin = kafka_admin(settings.kafka)
     await admin.start()
     try:
@@ -52,6 +62,8 @@ async def _ensure_topics(settings: Settings) -> list[TopicChange]:
 @app.command()
 def migrate() -> None:
     """Create the Cassandra keyspace and apply pending CQL migrations in order."""
+    from recsys.config import Settings
+
     settings = Settings()
     try:
         results = _migrate(settings)
@@ -64,6 +76,9 @@ def migrate() -> None:
 
 
 def _migrate(settings: Settings) -> list[MigrationResult]:
+    from recsys.clients.cassandra import connect_cassandra
+    from recsys.infra.cql_migrations import apply_migrations
+
     client = connect_cassandra(settings.cassandra)
     try:
         return apply_migrations(client, settings.cassandra)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from recsys.cli.processes import add_lifecycle_commands, fail
-from recsys.config import Settings
-from recsys.infra import manager
+from recsys.infra.names import SERVICE_NAMES
 from recsys.infra.server import InfraError
+
+if TYPE_CHECKING:
+    from recsys.config import Settings
 
 app = typer.Typer(
     help="Run the platform's services locally (needs `recsys infra up` first). `features` "
     "stands for the feature workers features-1 ... features-N (RECSYS_SERVICES__FEATURES_WORKERS).",
     no_args_is_help=True,
 )
-add_lifecycle_commands(app, manager.SERVICE_NAMES, "services")
+add_lifecycle_commands(app, SERVICE_NAMES, "services")
 
 LOCAL_API_KEY = "local-dev-key"
 
@@ -22,6 +26,9 @@ LOCAL_API_KEY = "local-dev-key"
 @app.command()
 def endpoints() -> None:
     """Where to look: the ingest API and each worker's /metrics, from the settings."""
+    from recsys.config import Settings
+    from recsys.infra import manager
+
     settings = Settings()
     try:
         found = manager.service_endpoints(settings)

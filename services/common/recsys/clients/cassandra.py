@@ -23,7 +23,11 @@ from cassandra.cluster import (
     ResponseFuture,
     Session,
 )
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 from cassandra.query import PreparedStatement, Statement, dict_factory
 
 from recsys.config import CassandraSettings
@@ -112,6 +116,9 @@ def connect_cassandra(
         port=settings.port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=settings.connect_timeout_s,
+        # The driver's default waits up to 10 minutes between reconnections to a node that was
+        # down; a service should be back within seconds of the node.
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
         # Cassandra 5 speaks protocol v5; pin it so the driver does not probe and log downgrades.
         protocol_version=5,
     )

@@ -13,8 +13,9 @@ from recsys.config import KafkaSettings
 
 __all__ = ["kafka_admin", "kafka_consumer", "kafka_producer", "send_batches"]
 
-# (topic, partition) -> records (key, value) in the order they must be written
-PartitionedRecords = Mapping[tuple[str, int], Iterable[tuple[bytes | None, bytes]]]
+# (topic, partition) -> records (key, value) in the order they must be written; a None value is
+# a tombstone (a compacted topic then forgets the key)
+PartitionedRecords = Mapping[tuple[str, int], Iterable[tuple[bytes | None, bytes | None]]]
 
 
 def kafka_producer(
@@ -94,7 +95,8 @@ async def send_batches(
                 pending.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a record of {len(value)} bytes exceeds the batch size")
+                    size = len(value or b"") + len(key or b"")
+                    raise ValueError(f"a record of {size} bytes exceeds the batch size")
         if batch.record_count():
             pending.append(await producer.send_batch(batch, topic, partition=partition))
     return pending

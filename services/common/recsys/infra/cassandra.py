@@ -6,8 +6,6 @@ import asyncio
 import string
 from pathlib import Path
 
-from cassandra.cluster import Cluster
-
 from recsys.infra.java import java_binary
 from recsys.infra.maven import resolve_classpath
 from recsys.infra.server import RESOURCES, InfraError, Server, quiet
@@ -77,6 +75,9 @@ class CassandraServer(Server):
         await asyncio.to_thread(self._query)
 
     def _query(self) -> None:
+        # Imported here: cassandra-driver (and the numpy it loads) costs the CLI ~0.5 s to import.
+        from cassandra.cluster import Cluster
+
         c = self.settings.cassandra
         cluster = Cluster(
             contact_points=c.contact_points, port=c.port, connect_timeout=2, protocol_version=5

@@ -7,8 +7,6 @@ import string
 import subprocess
 import uuid
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from recsys.infra.java import java_binary
 from recsys.infra.maven import resolve_classpath
 from recsys.infra.server import RESOURCES, InfraError, Server, quiet
@@ -99,6 +97,8 @@ class KafkaServer(Server):
         ]
 
     async def probe(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient  # heavy; only `infra up|status` need it
+
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.address, request_timeout_ms=2000, client_id="recsys-probe"
         )

@@ -8,11 +8,16 @@ The same functions run the platform's services (``SERVICE_NAMES``). ``features``
 group of feature workers, ``features-1`` ... ``features-N`` (N is
 ``settings.services.features_workers``); ``down`` and ``status`` also take in workers beyond N
 that an earlier ``up`` with more workers started, so lowering the setting strands no process.
+
+The services run under a supervisor each (``recsys.infra.supervise``): the pid record names the
+supervisor, which restarts the service with backoff when it exits and records why in
+``supervisor.json`` beside the record; ``status`` reports the restarts and the last exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,17 +26,18 @@ from dataclasses import dataclass
 from recsys.config import Settings
 from recsys.infra.cassandra import CassandraServer
 from recsys.infra.kafka import KafkaServer
-from recsys.infra.process import describe_listener, read_record, spawn, terminate
+from recsys.infra.names import FEATURES_GROUP, SERVER_NAMES, SERVICE_NAMES
+from recsys.infra.process import ProcessRecord, describe_listener, read_record, spawn, terminate
 from recsys.infra.redis import RedisServer
 from recsys.infra.server import InfraError, Server, port_is_free
 from recsys.infra.services import (
-    FEATURES_GROUP,
     BronzeService,
     FeaturesWorker,
     IngestService,
     MetricsReadyService,
     features_index,
 )
+from recsys.infra.supervise import Backoff, ExitRecord, read_state, supervise_argv
 
 __all__ = [
     "SERVER_NAMES",
@@ -39,15 +45,13 @@ __all__ = [
     "ServerStatus",
     "StartResult",
     "down",
+    "launch_argv",
     "servers",
     "service_endpoints",
     "status",
     "up",
 ]
 
-# Infrastructure first, then the platform's services that depend on it.
-SERVER_NAMES = ("kafka", "cassandra", "redis")
-SERVICE_NAMES = ("ingest", FEATURES_GROUP, "bronze")
 _ALL = (*SERVER_NAMES, *SERVICE_NAMES)  # also the start order; down goes the other way
 _LOG_TAIL_LINES = 30
 
@@ -69,11 +73,15 @@ class StartResult:
 class ServerStatus:
     name: str
     address: str
-    state: str  # "running", "not answering", "stopped"
-    pid: int | None
-    uptime_s: float | None
+    state: str  # "running", "not answering", "restarting" (waiting to), "stopped"
+    pid: int | None  # the recorded process: a service's supervisor
+    uptime_s: float | None  # since the service's last (re)start
     log: str
     data_dir: str
+    service_pid: int | None = None  # the supervised service itself, while it runs
+    restarts: int = 0
+    last_exit: ExitRecord | None = None
+    restart_in_s: float | None = None  # while "restarting"
 
 
 def servers(
@@ -182,7 +190,8 @@ async def _start(server: Server, settings: Settings, progress: Progress) -> Star
         )
     progress(f"{server.name}: preparing")
     note = await asyncio.to_thread(server.prepare)
-    argv = await asyncio.to_thread(server.argv)
+    argv = await asyncio.to_thread(launch_argv, server, settings)
+    server.supervisor_path.unlink(missing_ok=True)  # a fresh start, a fresh history
     record = spawn(
         argv,
         address=server.address,
@@ -196,7 +205,7 @@ async def _start(server: Server, settings: Settings, progress: Progress) -> Star
     )
     try:
         await _wait_ready(
-            server, settings.infra.start_timeout_s, t0, pid_alive=lambda: record.alive
+            server, settings.infra.start_timeout_s, t0, exited=lambda: _exited(server, record)
         )
     except InfraError:
         terminate(record, timeout_s=settings.infra.stop_timeout_s)
@@ -206,15 +215,40 @@ async def _start(server: Server, settings: Settings, progress: Progress) -> Star
     )
 
 
+def launch_argv(server: Server, settings: Settings) -> list[str]:
+    """The command line `up` runs: a service under its supervisor, a server as it is."""
+    if not server.supervised:
+        return server.argv()
+    s = settings.services
+    return supervise_argv(
+        server.argv(),
+        name=server.name,
+        state=server.supervisor_path,
+        log=server.log_path,
+        backoff=Backoff(s.restart_backoff_s, s.restart_backoff_max_s, s.restart_reset_after_s),
+        policy=s.restart_policy,
+    )
+
+
+def _exited(server: Server, record: ProcessRecord) -> bool:
+    """Whether a process just started has exited (a supervised service: even once)."""
+    if not record.alive:
+        return True
+    # A service that crashes before it is ready is misconfigured more often than unlucky:
+    # `up` reports it and stops its supervisor rather than leave it crash-looping.
+    state = read_state(server.supervisor_path) if server.supervised else None
+    return state is not None and bool(state.exits)
+
+
 async def _wait_ready(
     server: Server,
     timeout_s: float,
     t0: float,
-    pid_alive: Callable[[], bool] | None = None,
+    exited: Callable[[], bool] | None = None,
 ) -> None:
     last_error: BaseException | None = None
     while time.monotonic() - t0 < timeout_s:
-        if pid_alive is not None and not pid_alive():
+        if exited is not None and exited():
             raise InfraError(
                 f"{server.name} exited during startup; last lines of {server.log_path}:\n"
                 + _tail(server)
@@ -279,8 +313,19 @@ def _stop(server: Server, settings: Settings) -> str:
     if record is None:
         return _NOT_OURS
     result = terminate(record, timeout_s=settings.infra.stop_timeout_s)
+    state = read_state(server.supervisor_path)
+    if state is not None and (child := state.child()) is not None:
+        # The service outlived its supervisor (killed by hand before the kernel's
+        # parent-death signal stopped the service): stop it by the pid the supervisor recorded.
+        result = _stop_orphan(child.pid, child.create_time(), record, settings)
     server.record_path.unlink(missing_ok=True)
+    server.supervisor_path.unlink(missing_ok=True)
     return result
+
+
+def _stop_orphan(pid: int, create_time: float, parent: ProcessRecord, settings: Settings) -> str:
+    orphan = ProcessRecord(pid, create_time, parent.started_at, [], parent.log, parent.address)
+    return terminate(orphan, timeout_s=settings.infra.stop_timeout_s)
 
 
 async def status(settings: Settings, names: Iterable[str] | None = None) -> list[ServerStatus]:
@@ -307,14 +352,41 @@ def _alive(server: Server) -> bool:
 
 async def _status(server: Server) -> ServerStatus:
     record = read_record(server.record_path)
-    state, pid, uptime = "stopped", None, None
-    if record is not None and record.alive:
-        pid, uptime = record.pid, time.time() - record.started_at
-        try:
-            await asyncio.wait_for(server.probe(), timeout=5)
-            state = "running"
-        except Exception:
-            state = "not answering"
-    return ServerStatus(
-        server.name, server.address, state, pid, uptime, str(server.log_dir), str(server.data_dir)
+    supervision = read_state(server.supervisor_path) if server.supervised else None
+    row = ServerStatus(
+        server.name,
+        server.address,
+        "stopped",
+        None,
+        None,
+        str(server.log_dir),
+        str(server.data_dir),
+        restarts=supervision.restarts if supervision else 0,
+        last_exit=supervision.last_exit if supervision else None,
     )
+    if record is None or not record.alive:
+        return row  # what the supervisor recorded still says why the service last exited
+    now = time.time()
+    if supervision is None:  # a server, or a service whose supervisor has written nothing yet
+        uptime = now - record.started_at
+        return dataclasses.replace(row, state=await _probe(server), pid=record.pid, uptime_s=uptime)
+    if supervision.phase == "backoff" and supervision.next_start_at is not None:
+        wait = max(0.0, supervision.next_start_at - now)
+        return dataclasses.replace(row, state="restarting", pid=record.pid, restart_in_s=wait)
+    child = supervision.child()
+    started = supervision.child_started_at
+    return dataclasses.replace(
+        row,
+        state=await _probe(server),
+        pid=record.pid,
+        service_pid=child.pid if child else None,
+        uptime_s=now - started if child and started else None,
+    )
+
+
+async def _probe(server: Server) -> str:
+    try:
+        await asyncio.wait_for(server.probe(), timeout=5)
+    except Exception:
+        return "not answering"
+    return "running"

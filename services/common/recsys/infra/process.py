@@ -92,14 +92,18 @@ def spawn(
 
 
 def terminate(record: ProcessRecord, *, timeout_s: float) -> str:
-    """SIGTERM the recorded process (and its children), SIGKILL what outlives ``timeout_s``."""
+    """SIGTERM the recorded process, SIGKILL it and its children if any outlives ``timeout_s``.
+
+    Only the recorded process gets SIGTERM: stopping its children is its own job (a service's
+    supervisor forwards it, so the service gets one SIGTERM, from the process that knows it is
+    being stopped and must not restart it).
+    """
     proc = record.process()
     if proc is None:
         return "not running"
     family = [proc, *proc.children(recursive=True)]
-    for p in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
+    with contextlib.suppress(psutil.NoSuchProcess):
+        proc.terminate()
     _, alive = psutil.wait_procs(family, timeout=timeout_s)
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess):

@@ -6,8 +6,6 @@ import os
 import shutil
 import subprocess
 
-from redis.asyncio import Redis
-
 from recsys.infra.server import InfraError, Server
 
 __all__ = ["RedisServer"]
@@ -61,6 +59,8 @@ class RedisServer(Server):
         ]
 
     async def probe(self) -> None:
+        from redis.asyncio import Redis  # heavy; only `infra up|status` need it
+
         client = Redis(
             host=self.settings.redis.host, port=self.settings.redis.port, socket_timeout=1
         )

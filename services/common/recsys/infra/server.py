@@ -8,8 +8,10 @@ import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from recsys.config import Settings
+if TYPE_CHECKING:
+    from recsys.config import Settings
 
 __all__ = ["InfraError", "Server", "port_is_free", "quiet"]
 
@@ -24,6 +26,9 @@ class Server(abc.ABC):
     """One server process the repo runs on loopback with its data under the state directory."""
 
     name: str
+    # Run under recsys.infra.supervise, which restarts it when it exits (the platform's services;
+    # the infrastructure servers are not: a crashed Kafka or Cassandra wants a person's look).
+    supervised = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -32,6 +37,7 @@ class Server(abc.ABC):
         self.log_dir = self.home / "logs"
         self.conf_dir = self.home / "conf"
         self.record_path = self.home / "process.json"
+        self.supervisor_path = self.home / "supervisor.json"  # restarts and exits, if supervised
 
     @property
     def log_path(self) -> Path:

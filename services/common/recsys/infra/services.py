@@ -9,15 +9,19 @@ worker (``recsys-features``, ``recsys-bronze``) exports its readiness gauge as 1
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
-from recsys.config import Settings
+from recsys.infra.names import FEATURES_GROUP
 from recsys.infra.server import InfraError, Server
+
+if TYPE_CHECKING:
+    from recsys.config import Settings
 
 __all__ = [
     "FEATURES_GROUP",
@@ -27,10 +31,10 @@ __all__ = [
     "MetricsReadyService",
     "features_index",
     "features_worker_name",
+    "http_get",
     "metric_value",
 ]
 
-FEATURES_GROUP = "features"
 _WORKER_NAME = re.compile(rf"^{FEATURES_GROUP}-([1-9][0-9]*)$")
 
 
@@ -57,6 +61,9 @@ def features_index(name: str) -> int | None:
 
 def metric_value(exposition: str, name: str) -> float | None:
     """The value of the unlabelled sample ``name`` in a Prometheus text exposition, if any."""
+    # Imported here: prometheus_client loads its whole exposition stack (~0.1 s).
+    from prometheus_client.parser import text_string_to_metric_families
+
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
             if sample.name == name and not sample.labels:
@@ -64,8 +71,28 @@ def metric_value(exposition: str, name: str) -> float | None:
     return None
 
 
+# The standard library's client, not httpx: a probe is one GET on loopback, and importing httpx
+# (with the command line it loads) would cost `recsys services status` ~0.3 s of its 1 s budget.
+# No proxy handler: a loopback probe must not go through $http_proxy.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+async def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, str]:
+    """GET ``url`` in a worker thread: (status code, body). Raises OSError if unreachable."""
+
+    def get() -> tuple[int, str]:
+        try:
+            with _OPENER.open(url, timeout=timeout_s) as response:
+                return int(response.status), response.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:  # an answer all the same: report its status
+            return exc.code, exc.read().decode(errors="replace")
+
+    return await asyncio.to_thread(get)
+
+
 class IngestService(Server):
     name = "ingest"
+    supervised = True
 
     @property
     def address(self) -> str:
@@ -83,10 +110,9 @@ class IngestService(Server):
         return [_script("recsys-ingest")]
 
     async def probe(self) -> None:
-        async with httpx.AsyncClient(timeout=2) as client:
-            response = await client.get(f"{self.settings.ingest.url}/readyz")
-        if response.status_code != 200:
-            raise InfraError(f"ingest not ready: {response.status_code} {response.text[:200]}")
+        status, body = await http_get(f"{self.settings.ingest.url}/readyz")
+        if status != 200:
+            raise InfraError(f"ingest not ready: {status} {body[:200]}")
 
 
 class MetricsReadyService(Server):
@@ -94,6 +120,7 @@ class MetricsReadyService(Server):
 
     script: str
     ready_metric: str
+    supervised = True
     host = "127.0.0.1"  # where the probe connects; the metrics listener binds every interface
 
     @property
@@ -124,10 +151,10 @@ class MetricsReadyService(Server):
         return {"RECSYS_METRICS__PORT": str(self.metrics_port)}
 
     async def probe(self) -> None:
-        async with httpx.AsyncClient(timeout=2) as client:
-            response = await client.get(self.metrics_url)
-        response.raise_for_status()
-        value = metric_value(response.text, self.ready_metric)
+        status, body = await http_get(self.metrics_url)
+        if status != 200:
+            raise InfraError(f"{self.name}: GET {self.metrics_url} answered {status}")
+        value = metric_value(body, self.ready_metric)
         if value != 1:
             shown = "absent" if value is None else f"{value:g}"
             raise InfraError(f"{self.name} not ready: {self.ready_metric} is {shown}")
@@ -153,7 +180,12 @@ class FeaturesWorker(MetricsReadyService):
         # Each worker its own Faust data directory (a shared one would be shared local state).
         configured = self.settings.features.data_dir
         data_dir = configured / self.name if configured else self.data_dir
-        return {**super().env(), "RECSYS_FEATURES__DATA_DIR": str(data_dir)}
+        return {
+            **super().env(),
+            "RECSYS_FEATURES__DATA_DIR": str(data_dir),
+            # Static membership: a restarted worker takes its partitions back at once.
+            "RECSYS_FEATURES__INSTANCE_ID": self.name,
+        }
 
 
 class BronzeService(MetricsReadyService):

@@ -13,11 +13,13 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from recsys.event_time import MAX_CLOCK_SKEW
 
 __all__ = [
     "COMPLETE_LEAD_S",
@@ -263,6 +265,6 @@ def timestamp_problem(timestamp: int, now: datetime) -> str | None:
     ``IMPORTED_RUNTIME_MIN`` + 1 min earlier), or None when it accepts them."""
     if timestamp - _PLAY_LEAD_S < EARLIEST_TIMESTAMP:
         return f"timestamp {timestamp} is before 1995-01-01 (the earliest event time accepted)"
-    if timestamp > (now + timedelta(hours=24)).timestamp():
-        return f"timestamp {timestamp} is more than 24 h in the future"
+    if timestamp > (now + MAX_CLOCK_SKEW).timestamp():
+        return f"timestamp {timestamp} is in the future (beyond the clock-skew bound)"
     return None

@@ -31,6 +31,8 @@ class Batch:
     topic: str
     events: dict[int, list[EventRow]] = field(default_factory=dict)
     rejects: dict[int, list[RejectRow]] = field(default_factory=dict)
+    # Resent events dropped, per partition: no row, but their offsets advance like any other.
+    duplicates: dict[int, int] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)
     records: int = 0
     opened_at: float | None = None  # monotonic time of the first record: bounds its wait
@@ -49,11 +51,16 @@ class Batch:
         self.rejects.setdefault(row["kafka_partition"], []).append(row)
         self._saw(row["kafka_partition"], row["kafka_offset"])
 
+    def add_duplicate(self, partition: int, offset: int) -> None:
+        self.duplicates[partition] = self.duplicates.get(partition, 0) + 1
+        self._saw(partition, offset)
+
     def drop_partitions(self, partitions: Sequence[int]) -> None:
         """Forget records of partitions this writer no longer owns; their new owner re-reads them
         from the table's offsets."""
         for partition in partitions:
             dropped = len(self.events.pop(partition, ())) + len(self.rejects.pop(partition, ()))
+            dropped += self.duplicates.pop(partition, 0)
             self.next_offsets.pop(partition, None)
             self.records -= dropped
         if not self.next_offsets:
@@ -72,6 +79,11 @@ class ReadPositions:
     aiokafka can hand out the same records twice, e.g. a fetch already in flight when the writer
     seeks on assignment. The commit's table filter only drops rows the table holds; two copies
     inside one batch would both land. So every record is checked against this position first.
+
+    A partition the writer has not sought yet accepts nothing: aiokafka makes a new assignment
+    fetchable (from the group's committed offset) before the assignment callback has read the
+    table's offsets and sought, so records can arrive before the writer has rebuilt its dedup
+    memory for them. They are fetched again from where the writer seeks.
     """
 
     def __init__(self) -> None:
@@ -84,8 +96,9 @@ class ReadPositions:
         self._next.pop(partition, None)
 
     def accept(self, partition: int, offset: int) -> bool:
-        """True for a record not seen before (and moves the position past it)."""
-        if offset < self._next.get(partition, 0):
+        """True for a record not seen before in a sought partition (moves the position past it)."""
+        expected = self._next.get(partition)
+        if expected is None or offset < expected:
             return False
         self._next[partition] = offset + 1
         return True

@@ -14,7 +14,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from recsys.events.v1 import events_pb2
 
-__all__ = ["EventRow", "RejectRow", "Rejected", "event_row", "reject_row", "to_micros"]
+__all__ = [
+    "EventRow",
+    "RejectRow",
+    "Rejected",
+    "event_id_of",
+    "event_row",
+    "reject_row",
+    "to_micros",
+]
 
 
 class EventRow(TypedDict):
@@ -76,8 +84,7 @@ def _details(event: events_pb2.Event) -> tuple[str | None, str | None]:
     return kind, orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def event_row(value: bytes | None, *, partition: int, offset: int, ingested_at: int) -> EventRow:
-    """The bronze row of one record value; raises :class:`Rejected` if it is not a usable Event."""
+def _usable_event(value: bytes | None) -> events_pb2.Event:
     if value is None:
         raise Rejected("record has no value")
     try:
@@ -92,6 +99,20 @@ def event_row(value: bytes | None, *, partition: int, offset: int, ingested_at: 
         raise Rejected("user_id is empty")
     if not event.HasField("occurred_at"):
         raise Rejected("occurred_at is not set")
+    return event
+
+
+def event_id_of(value: bytes | None) -> str | None:
+    """The event_id of a record value, or None when :func:`event_row` would reject it."""
+    try:
+        return _usable_event(value).event_id
+    except Rejected:
+        return None
+
+
+def event_row(value: bytes | None, *, partition: int, offset: int, ingested_at: int) -> EventRow:
+    """The bronze row of one record value; raises :class:`Rejected` if it is not a usable Event."""
+    event = _usable_event(value)
     kind, details = _details(event)
     return EventRow(
         event_id=event.event_id,

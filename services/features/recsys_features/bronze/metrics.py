@@ -9,6 +9,9 @@ from recsys.metrics import latency_histogram
 __all__ = [
     "COMMIT_LATENCY",
     "COMMIT_SIZE",
+    "DEDUP_EVICTED_EARLY",
+    "DEDUP_IDS",
+    "DUPLICATES",
     "LAG",
     "LAST_COMMIT",
     "READY",
@@ -33,9 +36,25 @@ RECORDS_REPLAYED = Counter(
     "Records read again after a restart or rebalance and dropped because the table held them.",
     ["table"],
 )
+DUPLICATES = Counter(
+    "recsys_bronze_duplicates_total",
+    "Records dropped because their event_id was read from the same partition within the dedup "
+    "window (a client's resend).",
+    ["topic"],
+)
+DEDUP_IDS = Gauge(
+    "recsys_bronze_dedup_ids",
+    "event_ids remembered for dedup, over all owned partitions.",
+)
+DEDUP_EVICTED_EARLY = Counter(
+    "recsys_bronze_dedup_evicted_early_total",
+    "event_ids forgotten because a partition reached dedup_max_ids before they left the window: "
+    "a resend of one of them would become a second row.",
+)
 RECORDS_REDELIVERED = Counter(
     "recsys_bronze_records_redelivered_total",
-    "Records the consumer handed out a second time, dropped before they reach a batch.",
+    "Records the consumer handed out a second time, or before the writer sought their "
+    "partition on assignment, dropped before they reach a batch (they are read again).",
     ["topic"],
 )
 # An Iceberg commit writes Parquet, manifests and metadata: tens of ms to seconds, not the API's ms.

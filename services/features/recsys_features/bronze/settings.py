@@ -38,6 +38,20 @@ class BronzeSettings(BaseModel):
     commit_retries: int = Field(
         default=5, ge=0, description="Retries of an Iceberg commit that lost a concurrent race."
     )
+    dedup_window_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="A record whose event_id was read from the same partition at most this long "
+        "before (by Kafka record timestamp) is a resend and is dropped.",
+    )
+    dedup_max_ids: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="event_ids remembered per partition, at most (about 176 bytes each; the "
+        "memory bound, and the records re-read on assignment to rebuild it); 0 turns dedup off.",
+    )
 
 
 class _Env(BaseSettings):

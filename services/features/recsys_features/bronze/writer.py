@@ -10,6 +10,10 @@ seeks to the offsets of the table's newest bronze snapshot. A crash after the Ic
 before the Kafka commit therefore re-reads nothing that is in the table, and a crash before the
 Iceberg commit re-reads everything that is not. Cancelling :meth:`run` is such a crash: nothing
 pending is flushed.
+
+A resent event (same event_id, a client's retry) is dropped when its first copy was read from the
+same partition within the dedup window (:mod:`.dedup`); on assignment the writer first re-reads the
+last ``dedup_max_ids`` records the table already holds, only to remember their event_ids.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from recsys.lake import load_catalog, table_identifier
 from recsys.log import get_logger
 from recsys_features.bronze import metrics
 from recsys_features.bronze.batch import Batch, CommitResult, ReadPositions, commit_batch
-from recsys_features.bronze.convert import Rejected, event_row, reject_row
+from recsys_features.bronze.convert import Rejected, event_id_of, event_row, reject_row
+from recsys_features.bronze.dedup import RecentIds
 from recsys_features.bronze.offsets import Offsets, table_offsets
 from recsys_features.bronze.settings import BronzeSettings
 from recsys_features.bronze.tables import (
@@ -68,6 +73,10 @@ class BronzeWriter:
         self._batch = Batch(bronze.topic)
         self._held: Offsets = {}  # the events table's offsets as of our last read or commit
         self._positions = ReadPositions()
+        self._recent: dict[int, RecentIds] = {}  # per owned partition, when dedup is on
+        # Per partition, the table's offset at assignment: records below it are re-read only to
+        # rebuild the dedup memory.
+        self._warm_until: dict[int, int] = {}
         self._catalog: Catalog | None = None
         self.commits = 0  # micro-commits done by this instance (events + rejects appended)
         self.partitions: frozenset[int] = frozenset()  # of the topic, owned right now
@@ -136,10 +145,18 @@ class BronzeWriter:
             for record in records:
                 self._add(tp, record, now_us)
         self._update_lag(consumer)
+        self._update_dedup_metrics()
 
     def _add(self, tp: TopicPartition, record: Any, now_us: int) -> None:
         if not self._positions.accept(tp.partition, record.offset):
             metrics.RECORDS_REDELIVERED.labels(topic=tp.topic).inc()
+            return
+        recent = self._recent.get(tp.partition)
+        if record.offset < self._warm_until.get(tp.partition, 0):
+            # Already in the table: only its event_id matters, for the dedup memory.
+            event_id = event_id_of(record.value)
+            if recent is not None and event_id is not None:
+                recent.seen(event_id, record.timestamp)
             return
         try:
             row = event_row(
@@ -162,6 +179,16 @@ class BronzeWriter:
                     rejected_at=now_us,
                 )
             )
+            return
+        if recent is not None and recent.seen(row["event_id"], record.timestamp):
+            metrics.DUPLICATES.labels(topic=tp.topic).inc()
+            log.debug(
+                "bronze.duplicate",
+                partition=tp.partition,
+                offset=record.offset,
+                event_id=row["event_id"],
+            )
+            self._batch.add_duplicate(tp.partition, record.offset)
             return
         self._batch.add_event(row)
 
@@ -223,12 +250,19 @@ class BronzeWriter:
             records=batch.records,
             rows=ev.rows,
             rejects=rj.rows if rj else 0,
+            duplicates=sum(batch.duplicates.values()),
             replayed=ev.replayed + (rj.replayed if rj else 0),
             snapshot_id=ev.snapshot_id,
             attempts=ev.attempts,
             seconds=round(elapsed, 3),
             offsets={p: o for (t, p), o in sorted(ev.offsets.items()) if t == batch.topic},
         )
+
+    def _update_dedup_metrics(self) -> None:
+        metrics.DEDUP_IDS.set(sum(len(recent) for recent in self._recent.values()))
+        for recent in self._recent.values():
+            if early := recent.take_evicted_early():
+                metrics.DEDUP_EVICTED_EARLY.inc(early)
 
     def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
@@ -246,12 +280,22 @@ class BronzeWriter:
         held = await asyncio.to_thread(self._read_table_offsets)
         self._held = held
         self.partitions = frozenset(tp.partition for tp in assigned)
+        bronze = self._bronze
         for tp in assigned:
             # A partition the table has never seen starts at offset 0; if retention removed that,
             # auto_offset_reset="earliest" moves it to the oldest record still in Kafka.
             offset = held.get((tp.topic, tp.partition), 0)
-            consumer.seek(tp, offset)
-            self._positions.reset(tp.partition, offset)
+            start = offset
+            if bronze.dedup_max_ids > 0:
+                # Re-read what the dedup memory held before (a restart must not forget the ids
+                # of the last window); those records feed the memory only, never the table.
+                self._recent[tp.partition] = RecentIds(
+                    max_ids=bronze.dedup_max_ids, window_ms=int(bronze.dedup_window_s * 1000)
+                )
+                start = max(0, offset - bronze.dedup_max_ids)
+            self._warm_until[tp.partition] = offset
+            consumer.seek(tp, start)
+            self._positions.reset(tp.partition, start)
         # Ready from the first assignment on (an empty one too: it means the group has more
         # writers than partitions); a later rebalance does not make it unready.
         metrics.READY.set(1)
@@ -268,6 +312,8 @@ class BronzeWriter:
         self._batch.drop_partitions(ours)
         for partition in ours:
             self._positions.forget(partition)
+            self._recent.pop(partition, None)
+            self._warm_until.pop(partition, None)
         self.partitions = self.partitions.difference(ours)
         for partition in ours:
             with contextlib.suppress(KeyError):  # never set: no fetch happened yet

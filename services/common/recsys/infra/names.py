@@ -1,0 +1,14 @@
+"""The names `recsys infra` and `recsys services` act on, apart from the machinery behind them.
+
+A module of constants, so that the command line can list them (``--help``) without importing
+the servers' and services' code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FEATURES_GROUP", "SERVER_NAMES", "SERVICE_NAMES"]
+
+FEATURES_GROUP = "features"  # stands for the feature workers features-1 ... features-N
+# Infrastructure first, then the platform's services that depend on it.
+SERVER_NAMES = ("kafka", "cassandra", "redis")
+SERVICE_NAMES = ("ingest", FEATURES_GROUP, "bronze")
