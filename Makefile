@@ -11,7 +11,7 @@ BUF_VERSION := v1.75.0
 TOOLS_DIR := $(HOME)/.cache/recsys/tools
 BUF := $(TOOLS_DIR)/buf-$(BUF_VERSION)/buf
 
-.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features bench-cli lock clean
+.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features bench-cli bench-pipelines lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ bench-ingest: venv ## Ingest throughput and latency against the running Kafka (B
 
 bench-features: venv ## Feature worker: backlog events/s, then live rates with lag and freshness (BENCH_ARGS="--rates 1000,3000")
 	$(PY) benchmarks/bench_features.py $(BENCH_ARGS)
+
+bench-pipelines: venv ## Pipelines wall time per stage (BENCH_ARGS="--dataset world --sessions 50000")
+	$(PY) benchmarks/bench_pipelines.py $(BENCH_ARGS)
 
 bench-cli: venv ## How fast `recsys --help` and the light commands answer, p50/p90/max (BENCH_ARGS="--runs 20")
 	$(PY) benchmarks/bench_cli.py $(BENCH_ARGS)

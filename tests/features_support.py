@@ -18,7 +18,7 @@ from aiokafka.admin import NewTopic
 from recsys.clients.kafka import kafka_admin, kafka_producer
 from recsys.config import Settings
 from recsys.events.v1 import events_pb2
-from recsys_features.catalog import DictCatalog, TitleInfo
+from recsys.features.titles import DictCatalog, TitleInfo
 from recsys_features.job import FeatureJob
 from recsys_features.metrics import FeatureMetrics
 from recsys_features.snapshot import FeatureSnapshot

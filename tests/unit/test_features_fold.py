@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from recsys.events.v1 import events_pb2
+from recsys.features.state import UserState
 from recsys_features.fold import INVALID, BatchResult, Record, decoding, fold_batch
-from recsys_features.state import UserState
 from tests.features_support import CATALOG, EXPECTED_U1, event, minutes, scripted_u1, workload
 
 GRACE = 5 * 60 * 1000

@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 
 from recsys.events.v1 import events_pb2
-from recsys_features.catalog import DictCatalog, TitleInfo
+from recsys.features.state import UserState
+from recsys.features.titles import DictCatalog, TitleInfo
 from recsys_features.fold import FAILED, FUTURE, INVALID, BatchResult, Record, decoding, fold_batch
-from recsys_features.state import UserState
 from tests.features_support import CATALOG, T0, event, minutes, workload
 
 GRACE = 5 * 60 * 1000

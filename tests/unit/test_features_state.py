@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from recsys_features.state import Applied, UserState
+from recsys.features.state import Applied, UserState
 from tests.features_support import CATALOG, EXPECTED_U1, T0, event, minutes, scripted_u1
 
 GRACE = 5 * 60 * 1000

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from recsys_features.catalog import DictCatalog, TitleInfo
+from recsys.features.state import UserState
+from recsys.features.titles import DictCatalog, TitleInfo
 from recsys_features.fold import Record, decoding, fold_batch
-from recsys_features.state import UserState
 from recsys_features.trending import MINUTE_MS, PartitionTrending, top_titles
 from tests.features_support import T0, workload
 

@@ -28,6 +28,7 @@ __all__ = [
     "LakeSettings",
     "LogSettings",
     "MetricsSettings",
+    "PipelinesSettings",
     "RedisSettings",
     "ServicesSettings",
     "Settings",
@@ -308,6 +309,35 @@ class LakeSettings(BaseModel):
         return self.catalog_uri or f"sqlite:///{self.warehouse / 'catalog.db'}"
 
 
+class PipelinesSettings(BaseModel):
+    """The batch pipelines (services/pipelines); see docs/lake.md and docs/batch-features.md."""
+
+    bronze_table: str = Field(
+        default="bronze_events", min_length=1, description="The bronze events table to read."
+    )
+    engine_threads: int = Field(
+        default=2, ge=1, le=256, description="DuckDB worker threads (the machine has 2 cores)."
+    )
+    engine_memory_limit: str = Field(
+        default="4GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB memory limit; above it DuckDB spills to a temporary folder.",
+    )
+    silver_chunk_rows: int = Field(
+        default=2_000_000,
+        ge=1,
+        le=1_000_000_000,
+        description="Bronze rows a silver chunk (one commit per table) reads at most; a day "
+        "larger than this is a chunk of its own. About 0.3 KB of memory per row.",
+    )
+    cassandra_concurrency: int = Field(
+        default=64, ge=1, le=1024, description="Feature writes (one batch per entity) in flight."
+    )
+    max_backfill_days: int = Field(
+        default=400, ge=1, le=3660, description="Longest `recsys pipeline backfill` range."
+    )
+
+
 class InfraSettings(BaseModel):
     """Where the local (no-Docker) infrastructure keeps its state and its downloads."""
 
@@ -425,6 +455,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+    pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)
     infra: InfraSettings = Field(default_factory=InfraSettings)
     services: ServicesSettings = Field(default_factory=ServicesSettings)
     log: LogSettings = Field(default_factory=LogSettings)

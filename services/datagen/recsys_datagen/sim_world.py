@@ -15,7 +15,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from recsys.catalog import GENRES
-from recsys_datagen.markets import MARKETS
+from recsys.markets import MARKETS
 from recsys_datagen.world import GENRE_WEIGHTS
 
 __all__ = ["DIURNAL", "SimWorld"]

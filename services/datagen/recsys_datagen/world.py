@@ -20,8 +20,8 @@ import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from recsys.catalog import DEVICES, GENRES, MATURITY_RATINGS, PLAN_TIERS
+from recsys.markets import LANGUAGE_WEIGHTS, LANGUAGES, MARKETS
 from recsys_datagen.dimensions import MEMBER_SCHEMA, SYNTHETIC, TITLE_SCHEMA
-from recsys_datagen.markets import LANGUAGE_WEIGHTS, LANGUAGES, MARKETS
 
 __all__ = [
     "DEFAULT_AS_OF",

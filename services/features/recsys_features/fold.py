@@ -21,10 +21,10 @@ from google.protobuf.message import DecodeError
 
 from recsys.catalog import ID_PATTERN, ISO_COUNTRIES
 from recsys.events.v1 import events_pb2
+from recsys.features.state import HOUR_MS, Applied, UserState, event_time_ms
+from recsys.features.titles import Catalog
 from recsys.log import get_logger
-from recsys_features.catalog import Catalog
 from recsys_features.snapshot import FeatureSnapshot
-from recsys_features.state import HOUR_MS, Applied, UserState, event_time_ms
 
 __all__ = [
     "FUTURE",

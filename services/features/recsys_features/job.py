@@ -25,15 +25,15 @@ from aiokafka.partitioner import murmur2
 from cachetools import LRUCache
 
 from recsys.config import Settings
+from recsys.features.state import SESSION_GAP_MS, Applied, UserState
+from recsys.features.titles import Catalog
 from recsys.log import get_logger
 from recsys_features.cassandra_store import CassandraFeatureStore
-from recsys_features.catalog import Catalog
 from recsys_features.expiry import MemberClock
 from recsys_features.fold import BatchResult, Loader, MemberUpdate, Record, decoding, fold_batch
 from recsys_features.metrics import FeatureMetrics
 from recsys_features.redis_store import RedisFeatureStore
 from recsys_features.snapshot import USER_FEATURES, ttl_seconds
-from recsys_features.state import SESSION_GAP_MS, Applied, UserState
 from recsys_features.store_writer import StoreWriter
 from recsys_features.trending import PartitionTrending
 from recsys_features.trending_store import TrendingStore

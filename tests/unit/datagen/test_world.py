@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from recsys.catalog import DEVICES, GENRES, ID_PATTERN, ISO_COUNTRIES, MATURITY_RATINGS, PLAN_TIERS
+from recsys.markets import LANGUAGES, MARKETS
 from recsys_datagen.dimensions import MEMBER_SCHEMA, TITLE_SCHEMA
-from recsys_datagen.markets import LANGUAGES, MARKETS
 from recsys_datagen.world import PLAN_SCREENS, World, WorldSpec, generate_world
 
 SPEC = WorldSpec(seed=7, titles=400, members=3_000, as_of=date(2026, 1, 1))

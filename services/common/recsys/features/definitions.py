@@ -70,11 +70,12 @@ def _batch(
     *,
     dim: int | None = None,
     max_items: int | None = None,
+    entity: Entity = Entity.USER,
 ) -> FeatureDefinition:
     static = window is None
     return FeatureDefinition(
         name=name,
-        entity=Entity.USER,
+        entity=entity,
         kind=FeatureKind.BATCH,
         dtype=dtype,
         window_type=WindowType.STATIC if static else WindowType.LOOKBACK,
@@ -242,6 +243,49 @@ FEATURES = FeatureRegistry(
             (),
             "Directors by watch time over 30 days, most watched first.",
             max_items=10,
+        ),
+        # --- batch: title features, daily (item tower, ranker, fallbacks) ----------------
+        _batch(
+            "title_genres",
+            Dtype.STRING_LIST,
+            None,
+            (),
+            "The title's genres, most defining first (recsys.catalog.GENRES names).",
+            max_items=GENRE_COUNT,
+            entity=Entity.TITLE,
+        ),
+        _batch(
+            "release_age_days",
+            Dtype.INT64,
+            None,
+            -1,
+            "Days from the release date to the feature date; -1 when the date is unknown.",
+            entity=Entity.TITLE,
+        ),
+        _batch(
+            "title_popularity_30d",
+            Dtype.FLOAT64,
+            30 * DAY,
+            0.0,
+            "The title's share of all hours viewed over 30 days (sums to 1 over titles).",
+            entity=Entity.TITLE,
+        ),
+        _batch(
+            "title_completion_rate_90d",
+            Dtype.FLOAT64,
+            90 * DAY,
+            0.0,
+            "Viewers over 90 days who completed it (sessions merged) / viewers; 0.0 with none.",
+            entity=Entity.TITLE,
+        ),
+        _batch(
+            "available_countries",
+            Dtype.STRING_LIST,
+            None,
+            (),
+            "Countries (ISO 3166-1 alpha-2) where the title may be shown, sorted.",
+            max_items=250,
+            entity=Entity.TITLE,
         ),
     ]
 )

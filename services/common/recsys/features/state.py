@@ -25,7 +25,7 @@ import orjson
 
 from recsys.events.v1 import events_pb2
 from recsys.features import FEATURES
-from recsys_features.catalog import Catalog
+from recsys.features.titles import Catalog
 
 __all__ = [
     "ABANDON_SHARE",

@@ -1,0 +1,1 @@
+"""Batch pipelines over the lake: silver, gold, daily features, training sets."""
