@@ -11,18 +11,20 @@ BUF_VERSION := v1.75.0
 TOOLS_DIR := $(HOME)/.cache/recsys/tools
 BUF := $(TOOLS_DIR)/buf-$(BUF_VERSION)/buf
 
-.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features bench-cli bench-pipelines lock clean
+.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features bench-cli bench-pipelines bench-learning lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-up: venv infra-up bootstrap services-up ## Set up everything and run it (virtualenv, infrastructure, schemas, services)
+up: venv infra-up bootstrap services-up ## Set up everything and run it (virtualenv, infrastructure, schemas, services; data and models on the first run)
+	$(RECSYS) pipeline first-run $(FIRST_RUN_ARGS)
 	@$(RECSYS) infra status
 	@$(RECSYS) services status
 	@echo
 	@$(RECSYS) services endpoints
 	@echo "Kafka $${RECSYS_KAFKA__PORT:-9092}, Cassandra $${RECSYS_CASSANDRA__PORT:-9042}, Redis $${RECSYS_REDIS__PORT:-6379} on 127.0.0.1."
-	@echo "Next: .venv/bin/recsys world generate && .venv/bin/recsys simulate --rate 200 --duration 60"
+	@$(RECSYS) models list
+	@echo "More traffic: .venv/bin/recsys simulate --rate 200 --duration 60"
 	@echo "Stop everything with: make down"
 
 down: venv ## Stop the services, then the infrastructure
@@ -82,6 +84,9 @@ bench-features: venv ## Feature worker: backlog events/s, then live rates with l
 
 bench-pipelines: venv ## Pipelines wall time per stage (BENCH_ARGS="--dataset world --sessions 50000")
 	$(PY) benchmarks/bench_pipelines.py $(BENCH_ARGS)
+
+bench-learning: venv ## Offline quality (Recall/NDCG/MAP@10, coverage, popularity bias) and wall time of every model (BENCH_ARGS="--dataset movietweetings")
+	$(PY) benchmarks/bench_learning.py $(BENCH_ARGS)
 
 bench-cli: venv ## How fast `recsys --help` and the light commands answer, p50/p90/max (BENCH_ARGS="--runs 20")
 	$(PY) benchmarks/bench_cli.py $(BENCH_ARGS)

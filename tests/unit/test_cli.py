@@ -18,7 +18,9 @@ from recsys_datagen.world import DEFAULT_AS_OF
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--help"], ["infra", "services"]),
+        (["--help"], ["infra", "services", "models"]),
+        (["models", "--help"], ["list", "show", "promote", "rollback"]),
+        (["models", "list", "--help"], ["--json"]),
         (["infra", "--help"], ["up", "down", "status", "topics", "migrate", "bootstrap"]),
         (["services", "--help"], ["up", "down", "status", "endpoints"]),
         (["services", "up", "--help"], ["ingest, features, bronze"]),
@@ -116,6 +118,9 @@ def _imported_by(tmp_path: Path, *argv: str) -> set[str]:
         ["services", "status"],
         ["services", "status", "--json"],
         ["infra", "--help"],
+        ["models", "--help"],
+        ["models", "list"],
+        ["models", "show", "two_tower"],
     ],
 )
 def test_help_and_status_import_nothing_heavy(tmp_path: Path, argv: list[str]) -> None:

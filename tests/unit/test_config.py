@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -52,3 +53,14 @@ def test_bad_values_are_refused_with_the_field_named(
     field = var.removeprefix("RECSYS_").lower().split("__")[-1]
     with pytest.raises(ValidationError, match=field):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_lake_and_the_registry_follow_the_state_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RECSYS_INFRA__STATE_DIR", str(tmp_path / "state"))
+    s = Settings()
+    assert s.lake.warehouse == tmp_path / "state" / "lake"
+    assert s.models.root == tmp_path / "state" / "models"
+    monkeypatch.setenv("RECSYS_LAKE__WAREHOUSE", str(tmp_path / "elsewhere"))
+    assert Settings().lake.warehouse == tmp_path / "elsewhere"  # an explicit place wins

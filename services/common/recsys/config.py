@@ -28,6 +28,7 @@ __all__ = [
     "LakeSettings",
     "LogSettings",
     "MetricsSettings",
+    "ModelsSettings",
     "PipelinesSettings",
     "RedisSettings",
     "ServicesSettings",
@@ -297,7 +298,10 @@ class FeaturesSettings(BaseModel):
 class LakeSettings(BaseModel):
     """The Iceberg lake: a SQL catalog (SQLite by default) over a warehouse folder."""
 
-    warehouse: Path = Field(default_factory=lambda: repo_root() / ".recsys" / "lake")
+    warehouse: Path = Field(
+        default_factory=lambda: repo_root() / ".recsys" / "lake",
+        description="Where the tables' files live; default <RECSYS_INFRA__STATE_DIR>/lake.",
+    )
     catalog_uri: str = Field(
         default="",
         description="SQLAlchemy URL of the catalog; empty means SQLite in the warehouse.",
@@ -429,6 +433,45 @@ class ServicesSettings(BaseModel):
         return self
 
 
+class ModelsSettings(BaseModel):
+    """The model registry (recsys.models) and what the pipelines publish to it; docs/models.md."""
+
+    root: Path = Field(
+        default_factory=lambda: repo_root() / ".recsys" / "models",
+        description="Registry root: a versioned directory per model and a `current` pointer per "
+        "name (a PersistentVolume in Kubernetes); unset means <infra.state_dir>/models.",
+    )
+    pointer_history: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Earlier current versions a model's pointer remembers for `rollback`.",
+    )
+    fallback_top_n: int = Field(
+        default=100, ge=1, le=10_000, description="Titles per fallback list."
+    )
+    fallback_window_days: int = Field(
+        default=30,
+        ge=1,
+        le=3660,
+        description="Days of plays and ratings, up to the data's latest day, that rank the "
+        "fallback lists.",
+    )
+    fallback_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="Lifetime of a fallback generation in Redis: a later run replaces it, a "
+        "stopped pipeline leaves the last one served this long.",
+    )
+    catchup_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="How long `recsys pipeline bootstrap` waits for the bronze lake to catch up "
+        "with the events topic before it gives up.",
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -458,5 +501,16 @@ class Settings(BaseSettings):
     pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)
     infra: InfraSettings = Field(default_factory=InfraSettings)
     services: ServicesSettings = Field(default_factory=ServicesSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @model_validator(mode="after")
+    def _local_state_follows_state_dir(self) -> Settings:
+        # The lake and the registry live with the rest of the local state (RECSYS_INFRA__STATE_DIR)
+        # unless placed elsewhere.
+        if "root" not in self.models.model_fields_set:
+            self.models.root = self.infra.state_dir / "models"
+        if "warehouse" not in self.lake.model_fields_set:
+            self.lake.warehouse = self.infra.state_dir / "lake"
+        return self

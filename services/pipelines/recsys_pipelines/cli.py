@@ -7,15 +7,19 @@ pipelines, DuckDB, pyiceberg and the Cassandra driver are imported inside the co
     recsys pipeline run daily [--date D]          # silver, gold, features for day D
     recsys pipeline backfill FROM TO
     recsys pipeline training-set FROM TO
+    recsys pipeline bootstrap [--as-of D]        # events -> models and fallback lists
+    recsys pipeline fallbacks [--as-of D]
     recsys analytics top-titles [--country US] [--as-of D]
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
     from recsys.config import Settings
+    from recsys_pipelines.bootstrap import BootstrapReport
     from recsys_pipelines.daily import DailyContext
     from recsys_pipelines.settings import PipelineSettings
 
@@ -223,6 +228,133 @@ def training_set_command(
     typer.echo(f"training_examples: {report.rows} rows ({sources}); positives: {labels}")
 
 
+@pipeline_app.command("bootstrap")
+def bootstrap_command(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="The day models and lists are computed as of; default: the data's latest event "
+            "day (imported history keeps its own dates).",
+        ),
+    ] = None,
+    label_days: Annotated[
+        int, typer.Option(min=1, max=90, help="Training label days, ending at the as-of day.")
+    ] = 7,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="First wait for bronze to catch up.")
+    ] = True,
+    cassandra: CassandraOption = True,
+    models: Annotated[
+        bool, typer.Option("--models/--no-models", help="Train and register the models.")
+    ] = True,
+) -> None:
+    """Everything from the events to registered models: bronze catch-up, silver, features,
+    training set, models (ONNX, FAISS, registry), fallback lists. Progress on stderr."""
+    from recsys_pipelines.bootstrap import BootstrapOptions, bootstrap
+
+    options = BootstrapOptions(
+        as_of=as_of.date() if as_of else None,
+        label_days=label_days,
+        wait=wait,
+        cassandra=cassandra,
+        models=models,
+    )
+    with (
+        _context() as ctx,
+        _daily_context(ctx, cassandra) as daily,
+        _cassandra_errors(),
+        _registry_errors(),
+    ):
+        report = bootstrap(
+            ctx.settings, ctx.catalog, options, progress=_say, cassandra=daily.cassandra
+        )
+    _print_bootstrap(report)
+
+
+def _print_bootstrap(report: BootstrapReport) -> None:
+    typer.echo(f"bootstrap as of {report.as_of} done in {report.total_s:.1f} s")
+    for stage, seconds in report.seconds.items():
+        note = report.notes.get(stage, "")
+        typer.echo(f"  {stage:<13} {seconds:7.1f} s  {note}")
+    current = ", ".join(f"{name} {version}" for name, version in sorted(report.registered.items()))
+    typer.echo(f"registered (current): {current or 'nothing'}")
+
+
+@pipeline_app.command("first-run")
+def first_run_command(
+    rate: Annotated[
+        float, typer.Option(min=1, max=100_000, help="Events/s of the traffic burst.")
+    ] = 500,
+    duration: Annotated[
+        float, typer.Option(min=1, max=3600, help="Seconds of the traffic burst.")
+    ] = 60,
+) -> None:
+    """What `make up` runs: nothing when the models are registered; otherwise the default world,
+    a burst of simulated traffic (each only if missing), then the bootstrap."""
+    from recsys_pipelines.firstrun import first_run
+
+    started = time.perf_counter()
+    with (
+        _context() as ctx,
+        _daily_context(ctx, True) as daily,
+        _cassandra_errors(),
+        _registry_errors(),
+    ):
+        report = first_run(
+            ctx.settings,
+            ctx.catalog,
+            rate=rate,
+            duration_s=duration,
+            progress=typer.echo,
+            cassandra=daily.cassandra,
+        )
+    if report is not None:
+        _print_bootstrap(report)
+        typer.echo(f"first run done in {time.perf_counter() - started:.1f} s")
+
+
+@pipeline_app.command("fallbacks")
+def fallbacks_command(as_of: AsOfOption = None) -> None:
+    """Fallback lists (per country, country x genre, global) to the registry and Redis;
+    default as-of: the data's latest event day."""
+    from recsys.models import ModelRegistry
+    from recsys_pipelines.errors import PipelineError
+    from recsys_pipelines.fallbacks import latest_event_day, run_fallbacks
+
+    with _context() as ctx, _registry_errors():
+        day = as_of.date() if as_of else latest_event_day(ctx.catalog, ctx.settings.lake)
+        if day is None:
+            raise PipelineError("the lake holds no plays or ratings: nothing to rank")
+        models = ctx.settings.models
+        registry = ModelRegistry(models.root, history=models.pointer_history)
+        report = run_fallbacks(ctx.settings, ctx.catalog, registry, day, progress=_say)
+    typer.echo(
+        f"fallbacks {report.version} as of {day}: {report.lists} lists, "
+        f"{report.countries} countries, {report.redis_keys} Redis keys"
+    )
+
+
+@contextmanager
+def _registry_errors() -> Iterator[None]:
+    """Registry, Redis and file-system failures end the command with one line."""
+    from redis.exceptions import RedisError
+
+    from recsys.models import RegistryError
+
+    try:
+        yield
+    except RegistryError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    except RedisError as exc:
+        typer.secho(f"error: Redis: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    except OSError as exc:  # the registry root: permissions, a full disk
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+
+
 # --- analytics ... ----------------------------------------------------------------------------
 
 
@@ -271,3 +403,32 @@ def questions() -> None:
     typer.echo("Not answerable from event schema v1:")
     for name, why in UNANSWERABLE.items():
         typer.echo(f"{name:22s} {why}")
+
+
+# --- recsys recommend-offline (a top-level command: pyproject's "recsys.cli" entry point) -----
+
+
+def recommend_offline_command(
+    out: Annotated[Path, typer.Option("--out", help="File to write (TSV, replaced atomically).")],
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Titles per member.")] = 10,
+    users: Annotated[
+        Path | None,
+        typer.Option("--users", help="Only these members: a file of ids, one a line."),
+    ] = None,
+) -> None:
+    """Top-K titles per member (never one already played) through the current two_tower and
+    ranker models: user_id<TAB>title_id<TAB>rank<TAB>score."""
+    from recsys.models import ModelRegistry
+    from recsys_pipelines.recommend_offline import read_user_list, recommend_offline
+
+    with _context() as ctx:
+        wanted = read_user_list(users) if users is not None else None
+        registry = ModelRegistry(ctx.settings.models.root)
+        report = recommend_offline(
+            ctx.settings, registry, k=k, out=out, users=wanted, progress=_say
+        )
+    typer.echo(
+        f"{report.lines} recommendations for {report.members} members in {out} "
+        f"(two_tower {report.two_tower}, ranker {report.ranker or 'none'}; "
+        f"{report.seconds:.1f} s)"
+    )

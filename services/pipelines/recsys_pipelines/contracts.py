@@ -37,6 +37,7 @@ __all__ = [
     "FEATURES_TITLE_DAILY",
     "FEATURES_USER_DAILY",
     "GOLD_COMPLETION_RATE",
+    "GOLD_OFFLINE_EVALUATION",
     "GOLD_OVERLAPPING_SESSIONS",
     "GOLD_TOP_TITLES_7D",
     "SILVER_IMPRESSIONS",
@@ -240,6 +241,31 @@ GOLD_OVERLAPPING_SESSIONS = _contract(
     ("b_started_at", TS, ""),
     ("b_ended_at", TS, ""),
     ("overlap_sec", L, "seconds both were open"),
+)
+
+GOLD_OFFLINE_EVALUATION = _contract(
+    "gold_offline_evaluation",
+    "as_of_date",
+    "Offline evaluation of the learned models and the baselines on held-out interactions "
+    "(docs/learning.md): one row per model and training run.",
+    ("as_of_date", DATE, "the training data's last day"),
+    ("evaluated_at", TS, "when the run evaluated (one run's rows share it)"),
+    ("model", S, "popularity, ease, als, bpr, two_tower, two_tower+ranker"),
+    ("k", INT, "list length the metrics are at"),
+    ("users", L, "members evaluated"),
+    ("precision_at_k", D, ""),
+    ("recall_at_k", D, ""),
+    ("ndcg_at_k", D, ""),
+    ("map_at_k", D, ""),
+    ("coverage", D, "distinct titles recommended / catalog titles"),
+    ("popularity_bias", D, "mean training-popularity percentile of recommended titles"),
+    ("fit_seconds", D, "training and tuning wall time"),
+    ("params", S, "JSON of the chosen hyper-parameters"),
+    ("split", S, "how the held-out interactions were chosen"),
+    ("train_interactions", L, ""),
+    ("test_interactions", L, ""),
+    ("two_tower_version", S, "registry version published by the run (null if none)"),
+    ("ranker_version", S, ""),
 )
 
 # --- daily features: one snapshot partition per feature date ---------------------------------

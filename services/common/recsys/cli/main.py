@@ -1,8 +1,8 @@
 """``recsys``: the platform's command line.
 
-The shared library contributes ``infra`` and ``services``; each service package adds its own
-command groups through the ``recsys.cli`` entry-point group in pyproject.toml, so this module
-never imports a service's internals.
+The shared library contributes ``infra``, ``services`` and ``models``; each service package adds
+its own command groups through the ``recsys.cli`` entry-point group in pyproject.toml, so this
+module never imports a service's internals.
 
 Every invocation loads every group, so the modules that define commands import only typer at
 module level and the rest (settings, clients, pyiceberg, numpy ...) inside the commands that use
@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from recsys.cli import infra, services
+from recsys.cli import infra, models, services
 
 ENTRY_POINT_GROUP = "recsys.cli"
 
@@ -33,6 +33,7 @@ def build_app() -> typer.Typer:
     )
     app.add_typer(infra.app, name="infra")
     app.add_typer(services.app, name="services")
+    app.add_typer(models.app, name="models")
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
             plugin = ep.load()
