@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from recsys.features.state import Applied, UserState
+from recsys.features.state import WATCHED_MAX, Applied, UserState
 from tests.features_support import CATALOG, EXPECTED_U1, T0, event, minutes, scripted_u1
 
 GRACE = 5 * 60 * 1000
@@ -157,12 +157,13 @@ def test_search_terms_newest_first_distinct_within_five_minutes() -> None:
     assert state.features()["search_terms_last_5min"] == ["cats", "dogs"]
 
 
-def test_recently_watched_is_distinct_newest_first_and_capped_at_50() -> None:
-    plays = [event(f"p{i}", "play", minutes(i * 0.1), title=f"t{i}") for i in range(60)]
+def test_recently_watched_is_distinct_newest_first_and_capped_at_the_registry_max() -> None:
+    assert WATCHED_MAX == 200
+    plays = [event(f"p{i}", "play", minutes(i * 0.01), title=f"t{i}") for i in range(210)]
     state, _ = run(*plays, event("again", "play", minutes(7), title="t10"))
     watched = state.features()["recently_watched_title_ids"]
-    assert len(watched) == 50
-    assert watched[:3] == ["t10", "t59", "t58"]
+    assert len(watched) == 200
+    assert watched[:3] == ["t10", "t209", "t208"]
     assert watched.count("t10") == 1
 
 

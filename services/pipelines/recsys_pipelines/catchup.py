@@ -136,6 +136,7 @@ def wait_for_bronze(
         ) from None
     deadline = time.monotonic() + timeout_s
     table = settings.pipelines.bronze_table
+    said = ""
     while True:
         lag = Lag(end, bronze_position(catalog, settings.lake, table, topic))
         if lag.total == 0:
@@ -146,5 +147,7 @@ def wait_for_bronze(
                 "is the bronze writer running? (`recsys services up bronze`, "
                 "`recsys services status`; RECSYS_MODELS__CATCHUP_TIMEOUT_S to wait longer)"
             )
-        progress(f"waiting for the bronze lake: {lag.describe()}")
+        if lag.describe() != said:  # a line when it moves, not one per poll
+            said = lag.describe()
+            progress(f"waiting for the bronze lake: {said}")
         time.sleep(poll_s)

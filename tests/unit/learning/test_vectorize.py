@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -97,3 +98,40 @@ def test_spec_round_trips_and_a_corrupt_spec_is_one_clear_error() -> None:
 def test_a_column_of_the_wrong_length_is_refused() -> None:
     with pytest.raises(ValueError, match="expected 2"):
         vectorize_users(_spec(), {"country": ["US"]}, 2)
+
+
+def test_a_spec_without_batch_features_reads_them_as_defaults_and_keeps_the_rest() -> None:
+    with_batch = _spec()
+    without = FeatureSpec.from_json(
+        FeatureSpec(
+            titles=with_batch.titles,
+            countries=with_batch.countries,
+            languages=with_batch.languages,
+            history_length=3,
+            batch_features=False,
+        ).to_json()
+    )
+    assert not without.batch_features
+    columns: dict[str, list[Any]] = {
+        "recently_watched_title_ids": [["b"]],
+        "country": ["US"],
+        "watch_hours_30d": [12.0],
+        "current_device_type": ["tv"],
+    }
+    read = vectorize_users(without, columns)
+    plain = vectorize_users(with_batch, columns)
+    assert read.history.tolist() == plain.history.tolist() == [[2, 0, 0]]
+    # country is a batch feature
+    assert (read.cat[0, 0], plain.cat[0, 0]) == (0, 2)
+    assert read.cat[0, 2] == plain.cat[0, 2] != 0  # the device is real-time: kept
+    defaults = vectorize_users(
+        without, {"recently_watched_title_ids": [["b"]], "current_device_type": ["tv"]}
+    )
+    assert np.array_equal(read.dense, defaults.dense)
+    assert not np.array_equal(read.dense, plain.dense)
+
+
+def test_a_spec_file_from_before_the_batch_features_flag_reads_them() -> None:
+    raw = json.loads(_spec().to_json())
+    del raw["batch_features"]
+    assert FeatureSpec.from_json(json.dumps(raw).encode()).batch_features

@@ -156,8 +156,9 @@ FEATURES = FeatureRegistry(
             None,
             30 * DAY,
             (),
-            "The last 50 titles the member played, newest first (filters already-watched).",
-            max_items=50,
+            "The last 200 titles the member played, newest first: the two-tower's sequence "
+            "input (docs/learning.md) and the already-watched filter.",
+            max_items=200,
         ),
         _realtime(
             "trending_titles_1h",

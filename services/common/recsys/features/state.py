@@ -56,7 +56,7 @@ HOUR_MS = _ms("plays_abandoned_last_1hr")
 DAY_MS = _ms("content_completion_rate_today")
 SEARCH_WINDOW_MS = _ms("search_terms_last_5min")
 SEARCH_MAX = FEATURES["search_terms_last_5min"].max_items or 20
-WATCHED_MAX = FEATURES["recently_watched_title_ids"].max_items or 50
+WATCHED_MAX = FEATURES["recently_watched_title_ids"].max_items or 200
 OPEN_PLAY_MS = DAY_MS  # a play with no end within a day is forgotten
 
 # Bounds on what one member's state holds, whatever the member sends: a state is one changelog

@@ -95,6 +95,10 @@ class FeatureSpec:
     countries: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
     history_length: int = 50
+    # False when the model was trained without the members' batch features (the lake's daily
+    # snapshots covered too little of its training data): they are then read as their defaults
+    # in training and serving alike, so a value serving has cannot meet a model that never saw one.
+    batch_features: bool = True
     version: int = SPEC_VERSION
     _title_index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -143,6 +147,7 @@ class FeatureSpec:
                 countries=tuple(str(c) for c in raw["countries"]),
                 languages=tuple(str(x) for x in raw["languages"]),
                 history_length=int(raw["history_length"]),
+                batch_features=bool(raw.get("batch_features", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"corrupt feature spec: {exc}") from None
@@ -199,6 +204,8 @@ def vectorize_users(
     """Model inputs of ``n`` members from registry feature columns (see the module doc)."""
     if n is None:
         n = len(next(iter(columns.values()))) if columns else 0
+    if not spec.batch_features:
+        columns = {k: v for k, v in columns.items() if k not in _USER_BATCH}
     dense = np.zeros((n, spec.user_dense_dim), np.float32)
     col = 0
     affinity = _column(columns, "genre_affinity_vector", n)

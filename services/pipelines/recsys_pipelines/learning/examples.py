@@ -48,6 +48,10 @@ class UserContext(Protocol):
 
     def columns(self, users: Sequence[str], at_us: I64) -> dict[str, list[Any]]: ...
 
+    def coverage(self, at_us: I64) -> float:
+        """The share of the instants ``at_us`` that have point-in-time batch features."""
+        ...
+
 
 @dataclass
 class NoContext:
@@ -56,6 +60,9 @@ class NoContext:
     def columns(self, users: Sequence[str], at_us: I64) -> dict[str, list[Any]]:
         return {}
 
+    def coverage(self, at_us: I64) -> float:
+        return 0.0
+
 
 def make_spec(
     data: Interactions,
@@ -63,6 +70,7 @@ def make_spec(
     history_length: int = 50,
     countries: Sequence[str] = (),
     languages: Sequence[str] = (),
+    batch_features: bool = True,
 ) -> FeatureSpec:
     """A spec whose title vocabulary is the interactions' catalog, in the same order (so spec
     index = interactions title index + 1)."""
@@ -71,6 +79,7 @@ def make_spec(
         countries=tuple(sorted(set(countries))),
         languages=tuple(languages),
         history_length=history_length,
+        batch_features=batch_features,
     )
 
 
@@ -97,9 +106,10 @@ def _histories(data: Interactions, length: int) -> list[list[str]]:
     return out
 
 
-def _others(data: Interactions, length: int, seed: int) -> list[list[str]]:
+def _others(data: Interactions, length: int, seed: int, dropout: float) -> list[list[str]]:
     """Per row of ``data``: up to ``length`` of the member's *other* titles, in time order
-    newest first, drawn at random (a denoising view of the whole profile)."""
+    newest first, each dropped with probability ``dropout`` (at least one kept), drawn at
+    random (a denoising view of the whole profile, as in Mult-DAE)."""
     rng = np.random.default_rng(seed)
     titles = data.titles
     out: list[list[str]] = []
@@ -107,6 +117,11 @@ def _others(data: Interactions, length: int, seed: int) -> list[list[str]]:
         ids = mine.tolist()
         for j in range(len(ids)):
             rest = ids[:j] + ids[j + 1 :]
+            if dropout > 0 and len(rest) > 1:
+                kept = rng.random(len(rest)) >= dropout
+                if not kept.any():
+                    kept[rng.integers(len(rest))] = True
+                rest = [t for t, k in zip(rest, kept.tolist(), strict=True) if k]
             if len(rest) > length:
                 keep = np.sort(rng.choice(len(rest), length, replace=False))
                 rest = [rest[int(i)] for i in keep]
@@ -120,16 +135,18 @@ def sequence_examples(
     context: UserContext,
     *,
     history: str = "previous",
+    dropout: float = 0.0,
     seed: int = 0,
 ) -> SequenceExamples:
     """One example per training interaction, features as of just before it. ``history`` is
     ``previous`` (the titles before it: what serving sees at that instant) or ``others`` (a
     random sample of the member's other titles, before or after: every example sees a whole
-    profile, which generalises better when the order carries little signal)."""
+    profile, which generalises better when the order carries little signal), of which each
+    title is dropped with probability ``dropout``."""
     if history == "previous":
         histories = _histories(train, spec.history_length)
     elif history == "others":
-        histories = _others(train, spec.history_length, seed)
+        histories = _others(train, spec.history_length, seed, dropout)
     else:
         raise ValueError(f"unknown history mode {history!r}")
     users = [train.users[u] for u in train.user.tolist()]

@@ -76,7 +76,7 @@ class LearningConfig:
     k: int = 10
     holdout_fraction: float = 0.2
     min_interactions: int = 3
-    history_length: int = 50
+    history_length: int = 200
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     ranker_weights: tuple[float, float, float] = (1.0, 0.5, 0.5)
@@ -85,9 +85,12 @@ class LearningConfig:
     hard_negatives: int = 2
     max_ranker_positives: int = 200_000
     max_eval_users: int = 20_000
+    # Members' batch features are used only when the daily snapshots cover at least this share
+    # of the interactions (point in time); otherwise they are read as defaults (FeatureSpec).
+    min_feature_coverage: float = 0.9
     # Two-tower variants (history mode, epochs) tried on the validation split; the best
     # NDCG@K is trained on the training part (evaluated) and on everything (published).
-    two_tower_variants: tuple[tuple[str, int], ...] = (("previous", 4), ("others", 2))
+    two_tower_variants: tuple[tuple[str, int], ...] = (("previous", 4), ("others", 4))
     ease_lambdas: tuple[float, ...] = (50.0, 200.0, 500.0, 1000.0, 2000.0)
     ease_max_titles: int = 6000
     als_grid: tuple[tuple[int, float, float], ...] = (  # factors, regularization, alpha
@@ -336,7 +339,12 @@ def _train_retrieval(
     out.mkdir(parents=True, exist_ok=True)
     with _timed(seconds, "two_tower", progress):
         examples = sequence_examples(
-            seen, spec, context, history=config.two_tower.history, seed=config.seed
+            seen,
+            spec,
+            context,
+            history=config.two_tower.history,
+            dropout=config.two_tower.history_dropout,
+            seed=config.seed,
         )
         model = train_two_tower(
             spec, examples.users, examples.targets, catalog, config.two_tower, progress=progress
@@ -465,11 +473,22 @@ def fit_and_evaluate(
     seconds: dict[str, float] = {}
     interactions = data.interactions
     context: UserContext = data.context if data.context is not None else NoContext()
+    coverage = context.coverage(interactions.time_us)
+    batch_features = coverage >= config.min_feature_coverage
+    if not batch_features:
+        # Training on defaults for most rows and serving real values is a skew the model pays
+        # for (on imported history: NDCG@10 0.079 with them, 0.110 without); read none instead.
+        progress(
+            f"learning: members' batch features off: the daily snapshots cover {coverage:.0%} "
+            f"of the interactions (< {config.min_feature_coverage:.0%})"
+        )
+        context = NoContext()
     spec = make_spec(
         interactions,
         history_length=config.history_length,
         countries=data.countries,
         languages=data.languages,
+        batch_features=batch_features,
     )
     catalog = catalog_inputs(spec, data.title_columns)
     with _timed(seconds, "split", progress):

@@ -42,6 +42,7 @@ from recsys_pipelines.tables import read_table
 __all__ = ["LearningData", "SnapshotContext", "latest_event_day", "load_lake_data"]
 
 _US = 1_000_000
+_EPOCH = date(1970, 1, 1)
 _SNAPSHOT_USER_COLUMNS = [c for c in FEATURES_USER_DAILY.columns[2:] if c in user_feature_names()]
 
 
@@ -191,6 +192,18 @@ class SnapshotContext:
     catalog: Catalog
     lake: LakeSettings
     settings: PipelineSettings
+
+    def coverage(self, at_us: npt.NDArray[np.int64]) -> float:
+        """The share of ``at_us`` whose day before has a snapshot partition."""
+        identifier = table_identifier(self.lake, FEATURES_USER_DAILY.name)
+        if at_us.shape[0] == 0 or not self.catalog.table_exists(identifier):
+            return 0.0
+        scan = self.catalog.load_table(identifier).scan(selected_fields=("feature_date",))
+        snapshot_days = {
+            (d - _EPOCH).days for d in set(scan.to_arrow().column("feature_date").to_pylist())
+        }
+        wanted = at_us // (86_400 * _US) - 1  # the day before each instant's, in epoch days
+        return float(np.isin(wanted, np.fromiter(snapshot_days, np.int64)).mean())
 
     def columns(self, users: list[str], at_us: npt.NDArray[np.int64]) -> dict[str, list[Any]]:
         import pyarrow as pa

@@ -52,6 +52,7 @@ class TwoTowerConfig:
     # Training histories: "previous" (titles before the target) or "others" (a sample of the
     # member's other titles); chosen on the validation split (docs/learning.md).
     history: str = "previous"
+    history_dropout: float = 0.0  # "others" only: each other title dropped with this probability
     epochs: int = 4
     batch_size: int = 512
     learning_rate: float = 3e-3
