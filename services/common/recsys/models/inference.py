@@ -25,8 +25,10 @@ import numpy as np
 import numpy.typing as npt
 
 from recsys.models.vectorize import (
+    CROSS_DIM,
     SPEC_FILE,
     FeatureSpec,
+    ItemNeighbours,
     TitleInputs,
     UserInputs,
     cross_features,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INDEX_FILE",
+    "NEIGHBOURS_FILE",
     "RANKER_CONFIG_FILE",
     "RANKER_FILE",
     "TITLE_FEATURES_FILE",
@@ -56,12 +59,14 @@ TITLE_IDS_FILE = "title_ids.json"
 RANKER_FILE = "ranker.onnx"
 TITLE_FEATURES_FILE = "title_features.npy"
 RANKER_CONFIG_FILE = "ranker.json"
+NEIGHBOURS_FILE = "item_neighbours.npz"
 
 F32 = npt.NDArray[np.float32]
 
 
 def onnx_session(path: Path, *, threads: int = 1) -> Any:
-    """An onnxruntime CPU session with ``threads`` intra-op threads and no spinning."""
+    """An onnxruntime CPU session with ``threads`` intra-op threads and no spinning; a file
+    onnxruntime cannot load is a ValueError of one line."""
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     options = ort.SessionOptions()
@@ -70,7 +75,11 @@ def onnx_session(path: Path, *, threads: int = 1) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own classes (Fail, InvalidGraph, ...)
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        raise ValueError(f"onnxruntime cannot load {path.name}: {reason[:300]}") from None
 
 
 class UserTower:
@@ -178,6 +187,7 @@ class Ranker:
     titles: TitleInputs  # row i = spec index i
     weights: tuple[float, float, float]
     candidates: int
+    neighbours: ItemNeighbours
     _session: Any = field(repr=False)
     version: str = ""
 
@@ -195,12 +205,25 @@ class Ranker:
         if len(weights) != 3:
             raise ValueError("ranker weights must be three numbers")
         titles = TitleInputs(np.arange(spec.n_titles, dtype=np.int64), dense)
+        neighbours_path = path / NEIGHBOURS_FILE
+        neighbours = (
+            ItemNeighbours.load(neighbours_path, spec.n_titles)
+            if neighbours_path.exists()
+            else ItemNeighbours.empty(spec.n_titles)
+        )
         session = onnx_session(path / RANKER_FILE, threads=threads)
+        width = {i.name: i.shape for i in session.get_inputs()}["cross"][1]
+        if width != CROSS_DIM:
+            raise ValueError(
+                f"{RANKER_FILE} takes {width} cross features and this code makes {CROSS_DIM}: "
+                "train a new ranker (`recsys pipeline bootstrap`)"
+            )
         return cls(
             spec,
             titles,
             (weights[0], weights[1], weights[2]),
             int(config["candidates"]),
+            neighbours,
             session,
             version,
         )
@@ -215,9 +238,14 @@ class Ranker:
         n = len(title_ids)
         rows = np.zeros(n, np.int64) if user.dense.shape[0] == 1 else np.arange(n, dtype=np.int64)
         users = user.take(rows)
-        titles = self.titles.take(self.spec.title_index(title_ids))
+        candidates = self.spec.title_index(title_ids)
+        titles = self.titles.take(candidates)
+        # Item-neighbour evidence from the member's history (one member: one history row).
+        neighbour = self.neighbours.scores(user.history[0], candidates)
         # candidates come best first: their rank is their position
-        cross = cross_features(users, titles, retrieval.astype(np.float32))
+        cross = cross_features(
+            users, titles, retrieval.astype(np.float32), neighbour_score=neighbour
+        )
         (out,) = self._session.run(
             ["probabilities"],
             {

@@ -20,6 +20,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,11 @@ from recsys.catalog import DEVICES, GENRES, PLAN_TIERS
 from recsys.features import FEATURES
 
 __all__ = [
+    "CROSS_DIM",
     "HISTORY_FEATURE",
     "SPEC_FILE",
     "FeatureSpec",
+    "ItemNeighbours",
     "TitleInputs",
     "UserInputs",
     "cross_features",
@@ -291,16 +294,87 @@ def vectorize_titles(
     return TitleInputs(spec.title_index(title_ids), dense)
 
 
+@dataclass(frozen=True)
+class ItemNeighbours:
+    """Sparse item-to-item weights (EASE's, Steck 2019): for each title j (spec index), the
+    titles i whose presence in a member's history most raises j's score, with those weights.
+
+    A member's neighbour score of candidate j is the sum of ``weight[j, m]`` over the m whose
+    ``index[j, m]`` is in the member's history: EASE's own score, cut to the strongest
+    ``index.shape[1]`` neighbours of each title. The ranker reads it as a cross feature, so the
+    served list gets the item-to-item evidence a two-tower misses on whole-profile signals."""
+
+    index: I64  # [n_titles, m] spec indices, 0 = no neighbour
+    weight: F32  # [n_titles, m]
+
+    @classmethod
+    def empty(cls, n_titles: int) -> ItemNeighbours:
+        return cls(np.zeros((n_titles, 1), np.int64), np.zeros((n_titles, 1), np.float32))
+
+    def save(self, path: Path) -> None:
+        with path.open("wb") as f:
+            np.savez(f, index=self.index, weight=self.weight)
+
+    @classmethod
+    def load(cls, path: Path, n_titles: int) -> ItemNeighbours:
+        with np.load(path, allow_pickle=False) as data:
+            index, weight = data["index"].astype(np.int64), data["weight"].astype(np.float32)
+        if index.shape != weight.shape or index.ndim != 2 or index.shape[0] != n_titles:
+            raise ValueError(
+                f"{path.name} has shapes {index.shape} and {weight.shape}, spec wants "
+                f"{n_titles} rows"
+            )
+        if index.size and (index.min() < 0 or index.max() >= n_titles):
+            raise ValueError(f"{path.name} holds title indices outside the spec")
+        return cls(index, weight)
+
+    def scores(self, history: I64, candidates: I64) -> F32:
+        """Neighbour score of each of one member's ``candidates`` (spec indices) given the
+        member's ``history`` (spec indices, 0 padded)."""
+        if candidates.shape[0] == 0:
+            return np.zeros(0, np.float32)
+        known = np.zeros(self.index.shape[0], bool)
+        known[history] = True
+        known[0] = False
+        hit = known[self.index[candidates]]
+        return np.asarray((self.weight[candidates] * hit).sum(axis=1), np.float32)
+
+
+# Columns of cross_features; the ranker's ONNX input "cross" has this width.
+CROSS_DIM = 6
+
+
+def _list_starts(rank: I64, n: int) -> tuple[I64, I64]:
+    """(start of each member's list, list number of each row) from the 0-based ranks."""
+    starts = np.flatnonzero(rank == 0)
+    if n and (starts.size == 0 or starts[0] != 0):
+        raise ValueError("candidate ranks must start at 0 for each member's list")
+    return starts, np.searchsorted(starts, np.arange(n), side="right") - 1
+
+
+def _within_list_z(values: npt.NDArray[np.float64], starts: I64, rows: I64) -> F32:
+    counts = np.diff(np.append(starts, values.shape[0]))
+    mean = np.add.reduceat(values, starts) / counts
+    centred = values - mean[rows]
+    std = np.sqrt(np.add.reduceat(centred**2, starts) / counts)
+    return np.asarray(centred / (std[rows] + 1e-6), np.float32)
+
+
 def cross_features(
-    user: UserInputs, title: TitleInputs, retrieval_score: F32, rank: I64 | None = None
+    user: UserInputs,
+    title: TitleInputs,
+    retrieval_score: F32,
+    rank: I64 | None = None,
+    neighbour_score: F32 | None = None,
 ) -> F32:
     """Member x candidate features of the ranker, row by row (``user`` and ``title`` aligned):
     the two-tower score's gap to the best candidate of the member's list and the rank in that
     list (not the raw score: these two do not move when a retraining shifts the scores, so a
     ranker trained beside one two-tower version serves with the next), genre affinity . title
-    genres, and whether the title has the genre the member is watching now. ``rank`` is the
-    0-based position in the member's candidate list, best first; rows of one member must be
-    contiguous for the gap (``None``: one list, in row order)."""
+    genres, whether the title has the genre the member is watching now, and the item-neighbour
+    score (:class:`ItemNeighbours`; zeros when absent) raw and as a z-score within the member's
+    list. ``rank`` is the 0-based position in the member's candidate list, best first; rows of
+    one member must be contiguous (``None``: one list, in row order)."""
     genres = title.dense[:, : len(GENRES)]
     weight = genres.sum(axis=1, keepdims=True).clip(min=1.0)
     affinity = (user.dense[:, : len(GENRES)] * genres / weight).sum(axis=1)
@@ -310,13 +384,22 @@ def cross_features(
     score = retrieval_score.astype(np.float64)
     n = score.shape[0]
     rank = np.arange(n, dtype=np.int64) if rank is None else rank
-    # each row's list starts where the rank is 0: the gap is to that list's best (first) score
-    starts = np.flatnonzero(rank == 0)
-    if n and (starts.size == 0 or starts[0] != 0):
-        raise ValueError("candidate ranks must start at 0 for each member's list")
-    list_of_row = np.searchsorted(starts, np.arange(n), side="right") - 1
-    best = np.maximum.reduceat(score, starts) if n else score
-    gap = score - best[list_of_row] if n else score
-    return np.stack([gap * 10.0, np.log1p(rank) / 5.0, affinity, current_match], axis=1).astype(
-        np.float32
+    neighbour = (
+        np.zeros(n, np.float64) if neighbour_score is None else neighbour_score.astype(np.float64)
     )
+    if n == 0:
+        return np.zeros((0, CROSS_DIM), np.float32)
+    starts, list_of_row = _list_starts(rank, n)
+    best = np.maximum.reduceat(score, starts)
+    gap = score - best[list_of_row]
+    return np.stack(
+        [
+            gap * 10.0,
+            np.log1p(rank) / 5.0,
+            affinity,
+            current_match,
+            np.clip(neighbour, -1.0, 5.0),
+            _within_list_z(neighbour, starts, list_of_row),
+        ],
+        axis=1,
+    ).astype(np.float32)

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from recsys.models.inference import (
     INDEX_FILE,
+    NEIGHBOURS_FILE,
     RANKER_CONFIG_FILE,
     RANKER_FILE,
     TITLE_FEATURES_FILE,
@@ -38,13 +39,20 @@ from recsys.models.inference import (
     TitleIndex,
     recommend,
 )
-from recsys.models.vectorize import SPEC_FILE, FeatureSpec, TitleInputs, cross_features
+from recsys.models.vectorize import (
+    SPEC_FILE,
+    FeatureSpec,
+    ItemNeighbours,
+    TitleInputs,
+    cross_features,
+)
 from recsys_pipelines.learning.baselines import (
     ALS,
     BPR,
     Popularity,
     Scorer,
     ease_path,
+    exclusion_matrix,
 )
 from recsys_pipelines.learning.baselines import (
     recommend as recommend_baseline,
@@ -88,6 +96,10 @@ class LearningConfig:
     # Members' batch features are used only when the daily snapshots cover at least this share
     # of the interactions (point in time); otherwise they are read as defaults (FeatureSpec).
     min_feature_coverage: float = 0.9
+    # Item-neighbour cross feature of the ranker (ItemNeighbours): EASE's strongest neighbours
+    # per title (0 = off), with the EASE baseline's tuned lambda (or this one without baselines).
+    neighbours: int = 64
+    neighbour_lambda: float = 500.0
     # Two-tower variants (history mode, epochs) tried on the validation split; the best
     # NDCG@K is trained on the training part (evaluated) and on everything (published).
     two_tower_variants: tuple[tuple[str, int], ...] = (("previous", 4), ("others", 4))
@@ -268,6 +280,34 @@ def _baselines(
 # --- the learned models ------------------------------------------------------------------------
 
 
+def item_neighbours(
+    seen: Interactions, spec: FeatureSpec, config: LearningConfig, lam: float
+) -> ItemNeighbours:
+    """EASE's weights over ``seen`` (the ``ease_max_titles`` most played titles), cut to the
+    ``config.neighbours`` strongest incoming ones of each title, in spec indices."""
+    n, m = spec.n_titles, config.neighbours
+    if m <= 0 or len(seen) == 0:
+        return ItemNeighbours.empty(n)
+    counts = seen.title_counts()
+    kept = np.flatnonzero(counts > 0)
+    if kept.shape[0] > config.ease_max_titles:
+        kept = np.sort(kept[np.argsort(-counts[kept], kind="stable")[: config.ease_max_titles]])
+    x = exclusion_matrix(seen)[:, kept]
+    gram = np.asarray((x.T @ x).toarray(), np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    p = np.linalg.inv(gram)
+    weights = -p / np.diag(p)  # weights[i, j]: how much title i in a history raises title j
+    np.fill_diagonal(weights, 0.0)
+    m = min(m, kept.shape[0])
+    top = np.argpartition(-weights, m - 1, axis=0)[:m].T  # [kept, m] strongest i per column j
+    index = np.zeros((n, m), np.int64)
+    weight = np.zeros((n, m), np.float32)
+    columns = np.arange(kept.shape[0])
+    index[kept + 1] = kept[top] + 1  # interactions index + 1 = spec index
+    weight[kept + 1] = weights[top, columns[:, None]]
+    return ItemNeighbours(index, weight)
+
+
 def _candidate_data(
     retrieval: Retrieval,
     split: _Split,
@@ -275,6 +315,7 @@ def _candidate_data(
     catalog: TitleInputs,
     context: UserContext,
     config: LearningConfig,
+    neighbours: ItemNeighbours,
 ) -> RankerData:
     """Ranker rows as serving sees them: for each member of ``split``, the retrieval model's
     top candidates (from their training part, already-played titles excluded), labelled by
@@ -299,10 +340,12 @@ def _candidate_data(
     title_rows: list[int] = []
     ranks: list[int] = []
     scores: list[float] = []
+    neighbour: list[npt.NDArray[np.float32]] = []
     labels: list[tuple[float, float, float]] = []
     for i, candidates in enumerate(found):
         member = int(split.users[i])
         index = spec.title_index([t for t, _ in candidates])
+        neighbour.append(neighbours.scores(inputs.history[i], index))
         for rank, (title, (_, score)) in enumerate(zip(index.tolist(), candidates, strict=True)):
             ranks.append(rank)
             user_rows.append(i)
@@ -317,7 +360,13 @@ def _candidate_data(
         users.cat,
         chosen.title,
         chosen.dense,
-        cross_features(users, chosen, np.asarray(scores, np.float32), np.asarray(ranks, np.int64)),
+        cross_features(
+            users,
+            chosen,
+            np.asarray(scores, np.float32),
+            np.asarray(ranks, np.int64),
+            np.concatenate(neighbour) if neighbour else np.zeros(0, np.float32),
+        ),
         np.asarray(labels, np.float32).reshape(-1, 3),
     )
 
@@ -369,21 +418,24 @@ def _train_ranker(
     out: Path,
     progress: Callable[[str], None],
     seconds: dict[str, float],
+    neighbours: tuple[ItemNeighbours, ItemNeighbours],
 ) -> float:
     """Train the ranker on the candidates of the retrieval model in ``retrieval_dir`` for the
-    members of ``split``, export it into ``out``; returns the ONNX parity."""
+    members of ``split``, export it into ``out``; returns the ONNX parity. ``neighbours``:
+    (the table of ``split``'s training part, for its rows; the table published beside it)."""
     from recsys_pipelines.learning.export import export_ranker
 
     out.mkdir(parents=True, exist_ok=True)
     with _timed(seconds, "ranker", progress):
         retrieval = Retrieval.from_dir(retrieval_dir, threads=2)
-        data = _candidate_data(retrieval, split, spec, catalog, context, config)
+        data = _candidate_data(retrieval, split, spec, catalog, context, config, neighbours[0])
         progress(f"learning: ranker rows {len(data)}, played {int(data.labels[:, 0].sum())}")
         ranker = train_ranker(spec, data, config.ranker, progress=progress)
     with _timed(seconds, "onnx", progress):
         parity = export_ranker(ranker, out / RANKER_FILE, data.feeds(slice(0, 512)))
     (out / SPEC_FILE).write_bytes(spec.to_json())
     np.save(out / TITLE_FEATURES_FILE, catalog.dense, allow_pickle=False)
+    neighbours[1].save(out / NEIGHBOURS_FILE)
     (out / RANKER_CONFIG_FILE).write_bytes(
         json.dumps(
             {"weights": list(config.ranker_weights), "candidates": config.candidates}
@@ -505,6 +557,16 @@ def fit_and_evaluate(
             rows.extend(_baselines(split, config, progress))
     parity: dict[str, float] = {}
     stage: dict[str, float] = {}
+    lam = next(
+        (float(r.params["lambda"]) for r in rows if r.model == "ease"), config.neighbour_lambda
+    )
+    tables: dict[str, ItemNeighbours] = {}
+
+    def neighbours_of(seen: Interactions, name: str) -> ItemNeighbours:
+        if name not in tables:
+            with _timed(stage, "neighbours", progress):
+                tables[name] = item_neighbours(seen, spec, config, lam)
+        return tables[name]
 
     def retrieval(seen: Interactions, name: str) -> Path:
         parity[f"user_tower ({name})"] = _train_retrieval(
@@ -512,7 +574,12 @@ def fit_and_evaluate(
         )
         return workdir / name / "two_tower"
 
-    def ranker(retrieval_dir: Path, labelled: _Split, name: str) -> Path:
+    def ranker(retrieval_dir: Path, labelled: _Split, name: str, served: str) -> Path:
+        """Rows from ``labelled``'s members (with the neighbours of its training part), and the
+        neighbours of the interactions ``served`` (what the ranker is evaluated or served with)
+        published beside it."""
+        seen = {"valid": valid.train, "split": split.train, "all": interactions}
+        rows_of = "valid" if labelled is valid else "split" if labelled is split else "all"
         parity[f"ranker ({name})"] = _train_ranker(
             retrieval_dir,
             labelled,
@@ -523,6 +590,10 @@ def fit_and_evaluate(
             workdir / name / "ranker",
             progress,
             stage,
+            (
+                neighbours_of(seen[rows_of], rows_of),
+                neighbours_of(seen[served], served),
+            ),
         )
         return workdir / name / "ranker"
 
@@ -533,10 +604,10 @@ def fit_and_evaluate(
             valid_tt, config = _choose_two_tower(
                 valid, spec, catalog, context, config, workdir, progress, stage, parity
             )
-            ranker_eval = ranker(valid_tt, valid, "valid")
+            ranker_eval = ranker(valid_tt, valid, "valid", served="split")
         split_tt = retrieval(split.train, "split")
         if not has_valid:
-            ranker_eval = ranker(split_tt, split, "split-only")
+            ranker_eval = ranker(split_tt, split, "split-only", served="split")
         with _timed(seconds, "evaluation", progress):
             alone, ranked = _evaluate_served(
                 Published(split_tt, ranker_eval, {}), split, spec, context, config.k
@@ -556,7 +627,7 @@ def fit_and_evaluate(
         )
         if config.refit:
             published = Published(
-                retrieval(interactions, "all"), ranker(split_tt, split, "all"), parity
+                retrieval(interactions, "all"), ranker(split_tt, split, "all", served="all"), parity
             )
         else:
             published = Published(split_tt, ranker_eval, parity)
@@ -571,7 +642,7 @@ def fit_and_evaluate(
             interactions.per_user(),
             np.zeros(interactions.n_users, np.int64),
         )
-        published = Published(tt, ranker(tt, everyone, "all"), parity)
+        published = Published(tt, ranker(tt, everyone, "all", served="all"), parity)
     for name, value in stage.items():
         seconds[name] = seconds.get(name, 0.0) + value
     published.parity = parity

@@ -22,11 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recsys.models.vectorize import FeatureSpec
+from recsys.models.vectorize import CROSS_DIM, FeatureSpec
 
 __all__ = ["CROSS_DIM", "MultiTaskRanker", "RankerConfig", "RankerData", "train_ranker"]
 
-CROSS_DIM = 4
 TASKS = ("play", "complete", "rate_high")
 
 
