@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,6 +127,30 @@ def make_job(job_class: type[J] = FeatureJob, /, **features: Any) -> J:  # type:
 
 def minutes(m: float) -> timedelta:
     return timedelta(minutes=m)
+
+
+async def produce_bronze_rows(
+    settings: Settings, topic: str, rows: Iterable[dict[str, Any]]
+) -> int:
+    """Bronze-shaped rows (a pipelines scenario's, or ``tests.lake_support.bronze_row``'s) sent to
+    ``topic`` as the Events they archive, keyed by member; returns how many were sent (a row of
+    an event type the schema lacks is skipped)."""
+    from recsys_pipelines.realtime_asof import to_event
+
+    producer = kafka_producer(settings.kafka, linger_ms=5)
+    await producer.start()
+    sent = 0
+    try:
+        for row in rows:
+            event = to_event({**row, "t_us": row["occurred_at"]})
+            if event is None:
+                continue
+            await producer.send(topic, event.SerializeToString(), key=row["user_id"].encode())
+            sent += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
 
 
 async def create_topics(settings: Settings, names: Sequence[str], partitions: int) -> None:

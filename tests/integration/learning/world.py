@@ -15,29 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from recsys.config import LakeSettings, Settings
 from recsys.lake import load_catalog
-from recsys_datagen.lake_tables import DIM_MEMBERS, DIM_TITLES, open_dim_table, replace_source_rows
-from recsys_features.bronze.append import append_by_day
-from recsys_features.bronze.tables import EVENTS_ARROW, open_events_table
 from recsys_pipelines.settings import PipelineSettings
 from recsys_pipelines.silver import run_silver
+from tests.lake_support import bronze_row, write_bronze, write_dims
 
 __all__ = ["SmallWorld", "WorldLake", "small_world", "small_world_lake"]
-
-_DETAILS = {
-    "view": ("page",),
-    "play": ("position_sec",),
-    "pause": ("position_sec", "watched_sec"),
-    "complete": ("position_sec", "watched_sec"),
-    "skip": ("position_sec", "watched_sec"),
-    "rate": ("rating",),
-    "search": ("query",),
-    "impression": ("title_ids", "row", "position", "request_id"),
-}
 
 
 @dataclass
@@ -46,34 +32,6 @@ class WorldLake:
     first_day: date
     last_day: date
     events: int
-
-
-def _us(value: Any) -> int:
-    if isinstance(value, str):
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1_000_000)
-    return int(value) * 1000  # epoch ms
-
-
-def _bronze_row(event: dict[str, Any], offset: int) -> dict[str, Any]:
-    kind = event["event_type"]
-    fields = {k: event[k] for k in _DETAILS[kind] if k in event}
-    at = _us(event["occurred_at"])
-    return {
-        "event_id": event["event_id"],
-        "event_type": kind,
-        "user_id": event["user_id"],
-        "title_id": event.get("title_id"),
-        "device": event.get("device"),
-        "country": event.get("country"),
-        "occurred_at": at,
-        "received_at": at,
-        "app_version": event.get("app_version"),
-        "details_kind": kind,
-        "details": orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode(),
-        "kafka_partition": 0,
-        "kafka_offset": offset,
-        "ingested_at": at,
-    }
 
 
 def _events(
@@ -110,14 +68,12 @@ class SmallWorld:
 
     def write_dims(self, settings: Settings) -> None:
         """``dim_titles`` and ``dim_members``, as `recsys world generate` stores them."""
-        catalog = load_catalog(settings.lake)
-        for contract, rows in ((DIM_TITLES, self.titles), (DIM_MEMBERS, self.members)):
-            replace_source_rows(open_dim_table(catalog, settings.lake, contract), rows, "synthetic")
+        write_dims(settings, self.titles, self.members, "synthetic")
 
     def bronze_rows(self) -> Iterator[dict[str, Any]]:
         """The events as the bronze writer archives them (offsets counted from 0)."""
         for offset, event in enumerate(self.events):
-            yield _bronze_row(event, offset)
+            yield bronze_row(event, offset)
 
 
 def small_world(
@@ -167,15 +123,6 @@ def small_world_lake(
         seed=seed,
     )
     world.write_dims(settings)
-    catalog = load_catalog(lake)
-    table = open_events_table(catalog, lake, settings.pipelines.bronze_table)
-    rows: list[dict[str, Any]] = []
-    for row in world.bronze_rows():
-        rows.append(row)
-        if len(rows) == 20_000:
-            append_by_day(table, rows, EVENTS_ARROW, {})
-            rows = []
-    if rows:
-        append_by_day(table, rows, EVENTS_ARROW, {})
-    run_silver(catalog, lake, settings.pipelines)
+    write_bronze(settings, world.events, batch=20_000)
+    run_silver(load_catalog(lake), lake, settings.pipelines)
     return WorldLake(settings, world.first_day, last_day, len(world.events))

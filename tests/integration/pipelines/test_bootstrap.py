@@ -13,7 +13,6 @@ import pytest
 from redis.asyncio import Redis
 
 from recsys.clients.cassandra import CassandraClient
-from recsys.clients.kafka import kafka_producer
 from recsys.config import CassandraSettings, ModelsSettings, Settings
 from recsys.models import FALLBACKS_FILE, FallbackLists, ModelRegistry
 from recsys.models.fallbacks import read_fallback
@@ -21,32 +20,14 @@ from recsys_features.bronze import BronzeSettings, BronzeWriter
 from recsys_pipelines.bootstrap import BootstrapOptions, BootstrapReport, bootstrap
 from recsys_pipelines.contracts import FEATURES_TITLE_DAILY, TRAINING_EXAMPLES
 from recsys_pipelines.errors import PipelineError
-from recsys_pipelines.realtime_asof import to_event
 from recsys_pipelines.tables import read_table
-from tests.features_support import create_topics, delete_topics
+from tests.features_support import create_topics, delete_topics, produce_bronze_rows
 from tests.unit.pipelines.scenario import D1, D, catalog, day_d1_events, day_d_events
 from tests.unit.pipelines.scripted import ScriptedLake
 
 pytestmark = pytest.mark.integration
 
 GUARD_S = 300
-
-
-async def _produce(settings: Settings, topic: str) -> int:
-    producer = kafka_producer(settings.kafka, linger_ms=5)
-    await producer.start()
-    sent = 0
-    try:
-        for row in [*day_d_events(), *day_d1_events()]:
-            event = to_event({**row, "t_us": row["occurred_at"]})
-            assert event is not None
-            await producer.send_and_wait(
-                topic, event.SerializeToString(), key=row["user_id"].encode()
-            )
-            sent += 1
-    finally:
-        await producer.stop()
-    return sent
 
 
 @pytest.fixture
@@ -92,7 +73,7 @@ async def test_events_to_fallback_lists(
     settings = _settings(infra, lake, tmp_path, unique).model_copy(
         update={"cassandra": keyspace_settings}
     )
-    await _produce(settings, topic)
+    await produce_bronze_rows(settings, topic, [*day_d_events(), *day_d1_events()])
     # The writer starts with the bootstrap: the bootstrap has to wait for it to catch up.
     writer = BronzeWriter(
         settings,
@@ -159,7 +140,7 @@ def test_a_bronze_that_never_catches_up_is_a_clear_error(
     async def prepare() -> str:
         name = f"test.bootstrap.{unique}"
         await create_topics(settings, [name], 2)
-        await _produce(settings, name)
+        await produce_bronze_rows(settings, name, [*day_d_events(), *day_d1_events()])
         return name
 
     topic = asyncio.run(prepare())

@@ -11,39 +11,20 @@ import orjson
 import pytest
 
 from recsys.clients.cassandra import CassandraClient
-from recsys.clients.kafka import kafka_producer
 from recsys.config import CassandraSettings, Settings
 from recsys.lake import table_identifier
 from recsys_features.bronze import BronzeSettings, BronzeWriter
 from recsys_pipelines.contracts import FEATURES_USER_DAILY, GOLD_TOP_TITLES_7D
 from recsys_pipelines.daily import DailyContext, backfill, run_daily
-from recsys_pipelines.realtime_asof import to_event
 from recsys_pipelines.tables import read_table
 from recsys_pipelines.training import build_training_set
-from tests.features_support import create_topics, delete_topics
+from tests.features_support import create_topics, delete_topics, produce_bronze_rows
 from tests.unit.pipelines.scenario import D, catalog, day_d1_events, day_d_events
 from tests.unit.pipelines.scripted import ScriptedLake
 
 pytestmark = pytest.mark.integration
 
 GUARD_S = 120
-
-
-async def _produce(settings: Settings, topic: str) -> int:
-    producer = kafka_producer(settings.kafka, linger_ms=5)
-    await producer.start()
-    sent = 0
-    try:
-        for row in [*day_d_events(), *day_d1_events()]:
-            event = to_event({**row, "t_us": row["occurred_at"]})
-            assert event is not None
-            await producer.send_and_wait(
-                topic, event.SerializeToString(), key=row["user_id"].encode()
-            )
-            sent += 1
-    finally:
-        await producer.stop()
-    return sent
 
 
 async def _bronze_rows(settings: Settings, bronze: BronzeSettings, expected: int) -> None:
@@ -83,7 +64,7 @@ async def test_events_to_training_set(
     topic = f"test.pipelines.{unique}"
     await create_topics(settings, [topic], 3)
     try:
-        sent = await _produce(settings, topic)
+        sent = await produce_bronze_rows(settings, topic, [*day_d_events(), *day_d1_events()])
         bronze = BronzeSettings(
             topic=topic, group_id=f"test-pipelines-{unique}", commit_interval_s=0.5
         )

@@ -14,7 +14,6 @@ import pytest
 from redis.asyncio import Redis
 
 from recsys.clients.cassandra import CassandraClient
-from recsys.clients.kafka import kafka_producer
 from recsys.config import CassandraSettings, LakeSettings, ModelsSettings, Settings
 from recsys.lake import load_catalog
 from recsys.models import FALLBACKS_FILE, FallbackLists, ModelRegistry
@@ -31,11 +30,10 @@ from recsys_pipelines.dates import today_utc
 from recsys_pipelines.learning import LearningConfig
 from recsys_pipelines.learning.ranker import RankerConfig
 from recsys_pipelines.learning.two_tower import TwoTowerConfig
-from recsys_pipelines.realtime_asof import to_event
 from recsys_pipelines.recommend_offline import recommend_offline
 from recsys_pipelines.settings import PipelineSettings
 from recsys_pipelines.tables import read_table
-from tests.features_support import create_topics, delete_topics
+from tests.features_support import create_topics, delete_topics, produce_bronze_rows
 from tests.integration.learning.world import SmallWorld, small_world
 
 pytestmark = pytest.mark.integration
@@ -67,23 +65,6 @@ async def topic(infra: Settings, unique: str) -> AsyncIterator[str]:
     await create_topics(infra, [name], 3)
     yield name
     await delete_topics(infra, name)
-
-
-async def _produce(settings: Settings, topic: str, world: SmallWorld) -> int:
-    producer = kafka_producer(settings.kafka, linger_ms=5)
-    await producer.start()
-    sent = 0
-    try:
-        for row in world.bronze_rows():
-            event = to_event({**row, "t_us": row["occurred_at"]})
-            if event is None:
-                continue
-            await producer.send(topic, event.SerializeToString(), key=row["user_id"].encode())
-            sent += 1
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return sent
 
 
 def _played(settings: Settings) -> dict[str, set[str]]:
@@ -120,7 +101,7 @@ async def test_events_in_kafka_to_offline_recommendations(
         }
     )
     world.write_dims(settings)
-    sent = await _produce(settings, topic, world)
+    sent = await produce_bronze_rows(settings, topic, world.bronze_rows())
     writer = BronzeWriter(
         settings,
         BronzeSettings(topic=topic, group_id=f"test-e2e-{unique}", commit_interval_s=0.5),
