@@ -30,10 +30,10 @@ from recsys_pipelines.catchup import wait_for_bronze
 from recsys_pipelines.contracts import FEATURES_TITLE_DAILY, FEATURES_USER_DAILY
 from recsys_pipelines.dates import today_utc
 from recsys_pipelines.errors import PipelineError
-from recsys_pipelines.fallbacks import latest_event_day, run_fallbacks
+from recsys_pipelines.fallbacks import run_fallbacks
 from recsys_pipelines.features_daily import TITLE_FEATURES, USER_FEATURES, compute_features
 from recsys_pipelines.learning import train_and_register
-from recsys_pipelines.silver import run_silver
+from recsys_pipelines.silver import latest_event_day, run_silver
 from recsys_pipelines.tables import load_existing, open_table, replace_partitions
 
 if TYPE_CHECKING:

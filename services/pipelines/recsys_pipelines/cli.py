@@ -320,7 +320,8 @@ def fallbacks_command(as_of: AsOfOption = None) -> None:
     default as-of: the data's latest event day."""
     from recsys.models import ModelRegistry
     from recsys_pipelines.errors import PipelineError
-    from recsys_pipelines.fallbacks import latest_event_day, run_fallbacks
+    from recsys_pipelines.fallbacks import run_fallbacks
+    from recsys_pipelines.silver import latest_event_day
 
     with _context() as ctx, _registry_errors():
         day = as_of.date() if as_of else latest_event_day(ctx.catalog, ctx.settings.lake)

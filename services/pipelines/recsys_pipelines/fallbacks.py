@@ -44,7 +44,6 @@ __all__ = [
     "FallbackReport",
     "compute_fallbacks",
     "ensure_fallbacks_in_redis",
-    "latest_event_day",
     "load_fallbacks_into_redis",
     "publish_fallbacks",
     "run_fallbacks",
@@ -64,27 +63,6 @@ class FallbackReport:
     countries: int = 0
     redis_keys: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def latest_event_day(catalog: Catalog, lake: LakeSettings) -> date | None:
-    """The newest event day in silver playback or ratings (from partition metadata, no data
-    file read); None when neither has a row."""
-    days: list[date] = []
-    for contract in (SILVER_PLAYBACK, SILVER_RATINGS):
-        table = load_existing(catalog, lake, contract.name)
-        if table.current_snapshot() is None:
-            continue
-        partitions = table.inspect.partitions()
-        if partitions.num_rows == 0:
-            continue
-        for part, rows in zip(
-            partitions.column("partition").to_pylist(),
-            partitions.column("record_count").to_pylist(),
-            strict=True,
-        ):
-            if rows and part.get(contract.partition_column) is not None:
-                days.append(part[contract.partition_column])
-    return max(days, default=None)
 
 
 def compute_fallbacks(

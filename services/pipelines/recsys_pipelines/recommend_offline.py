@@ -29,7 +29,8 @@ from recsys.models import ModelRegistry, RegistryError
 from recsys.models.inference import Ranker, Retrieval, recommend
 from recsys_pipelines.errors import PipelineError
 from recsys_pipelines.learning.examples import user_inputs
-from recsys_pipelines.learning.lakedata import end_of, latest_event_day, load_lake_data
+from recsys_pipelines.learning.lakedata import end_of, load_lake_data
+from recsys_pipelines.silver import latest_event_day
 
 __all__ = ["OfflineReport", "read_user_list", "recommend_offline"]
 

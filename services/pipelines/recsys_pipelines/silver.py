@@ -30,14 +30,15 @@ from pyiceberg.catalog import Catalog
 
 from recsys.config import LakeSettings
 from recsys.features.definitions import SESSION_GAP
+from recsys.lake import table_identifier
 from recsys_pipelines.bronze_changes import BronzeChanges, changes_since
-from recsys_pipelines.contracts import SILVER_TABLES, TableContract
+from recsys_pipelines.contracts import SILVER_PLAYBACK, SILVER_RATINGS, SILVER_TABLES, TableContract
 from recsys_pipelines.engine import Engine, render, sql_text
 from recsys_pipelines.lakeio import read_bronze, read_titles
 from recsys_pipelines.settings import PipelineSettings
 from recsys_pipelines.tables import load_existing, open_table, replace_partitions, summary_property
 
-__all__ = ["WATERMARK", "SilverReport", "TableRun", "run_silver"]
+__all__ = ["WATERMARK", "SilverReport", "TableRun", "latest_event_day", "run_silver"]
 
 WATERMARK = "recsys.silver.bronze_snapshot_id"
 # Events read around the days being recomputed, so a session that crosses the edge of the read
@@ -174,3 +175,26 @@ def _build_events(
     )
     longest = engine.query(query).column("n")[0].as_py()
     engine.materialize("positions", f"SELECT CAST(range AS INT) AS i FROM range({int(longest)})")
+
+
+def latest_event_day(catalog: Catalog, lake: LakeSettings) -> date | None:
+    """The newest event day in silver playback or ratings, the data's own "as of" (from
+    partition metadata, no data file read); None when neither exists or has a row."""
+    days: list[date] = []
+    for contract in (SILVER_PLAYBACK, SILVER_RATINGS):
+        if not catalog.table_exists(table_identifier(lake, contract.name)):
+            continue
+        table = load_existing(catalog, lake, contract.name)
+        if table.current_snapshot() is None:
+            continue
+        partitions = table.inspect.partitions()
+        if partitions.num_rows == 0:  # an empty table's listing has no partition column
+            continue
+        for part, rows in zip(
+            partitions.column("partition").to_pylist(),
+            partitions.column("record_count").to_pylist(),
+            strict=True,
+        ):
+            if rows and part.get(contract.partition_column) is not None:
+                days.append(part[contract.partition_column])
+    return max(days, default=None)

@@ -15,8 +15,8 @@ import pytest
 from recsys.models import FALLBACKS_FILE, FallbackLists, ModelRegistry
 from recsys.models.fallbacks import FallbackFormatError
 from recsys_pipelines.errors import PipelineError
-from recsys_pipelines.fallbacks import compute_fallbacks, latest_event_day, publish_fallbacks
-from recsys_pipelines.silver import run_silver
+from recsys_pipelines.fallbacks import compute_fallbacks, publish_fallbacks
+from recsys_pipelines.silver import latest_event_day, run_silver
 from tests.unit.pipelines.scripted import ScriptedLake, at, event, title
 
 D = date(2026, 11, 20)

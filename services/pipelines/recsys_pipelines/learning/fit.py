@@ -44,6 +44,7 @@ from recsys.models.vectorize import (
     FeatureSpec,
     ItemNeighbours,
     TitleInputs,
+    UserInputs,
     cross_features,
 )
 from recsys_pipelines.learning.baselines import (
@@ -52,7 +53,7 @@ from recsys_pipelines.learning.baselines import (
     Popularity,
     Scorer,
     ease_path,
-    exclusion_matrix,
+    ease_weights,
 )
 from recsys_pipelines.learning.baselines import (
     recommend as recommend_baseline,
@@ -190,6 +191,27 @@ def _split(data: Interactions, config: LearningConfig) -> _Split:
     return _Split(train, test, users, [held[u] for u in users], first[users])
 
 
+def _played(split: _Split) -> list[set[str]]:
+    """Per evaluated member of ``split``: the titles of its training part (never recommended)."""
+    per_user = split.train.per_user()
+    titles = split.train.titles
+    return [{titles[t] for t in per_user[int(u)].tolist()} for u in split.users]
+
+
+def _served_scores(
+    retrieval: Retrieval, ranker: Ranker | None, split: _Split, inputs: UserInputs, k: int
+) -> Scores:
+    """The metrics of the lists the serving path (:func:`recommend`) gives ``split``'s members
+    (``inputs``: theirs, in order) against their held-out titles."""
+    lists = recommend(retrieval, ranker, inputs, _played(split), k=k)
+    position = {t: i for i, t in enumerate(split.train.titles)}
+    top = np.full((len(lists), k), -1, np.int64)
+    for i, found in enumerate(lists):
+        for j, (title_id, _) in enumerate(found[:k]):
+            top[i, j] = position[title_id]
+    return evaluate(top, split.relevant, split.train.title_counts(), k=k)
+
+
 def _score_baseline(
     name: str, model: Scorer, split: _Split, k: int, params: dict[str, Any], seconds: float
 ) -> EvalRow:
@@ -288,16 +310,7 @@ def item_neighbours(
     n, m = spec.n_titles, config.neighbours
     if m <= 0 or len(seen) == 0:
         return ItemNeighbours.empty(n)
-    counts = seen.title_counts()
-    kept = np.flatnonzero(counts > 0)
-    if kept.shape[0] > config.ease_max_titles:
-        kept = np.sort(kept[np.argsort(-counts[kept], kind="stable")[: config.ease_max_titles]])
-    x = exclusion_matrix(seen)[:, kept]
-    gram = np.asarray((x.T @ x).toarray(), np.float64)
-    gram[np.diag_indices_from(gram)] += lam
-    p = np.linalg.inv(gram)
-    weights = -p / np.diag(p)  # weights[i, j]: how much title i in a history raises title j
-    np.fill_diagonal(weights, 0.0)
+    kept, weights = ease_weights(seen, lam, max_titles=config.ease_max_titles)
     m = min(m, kept.shape[0])
     top = np.argpartition(-weights, m - 1, axis=0)[:m].T  # [kept, m] strongest i per column j
     index = np.zeros((n, m), np.int64)
@@ -322,10 +335,7 @@ def _candidate_data(
     what the member went on to do in the held-out part (played it; completed it; rated it 4+).
     ``retrieval`` must not have seen the held-out part."""
     inputs = member_inputs(split.train, split.users, spec, context, split.at_us)
-    per_user = split.train.per_user()
-    titles = split.train.titles
-    exclude = [{titles[t] for t in per_user[int(u)].tolist()} for u in split.users]
-    found = retrieval.index.search(retrieval.tower.embed(inputs), config.candidates, exclude)
+    found = retrieval.index.search(retrieval.tower.embed(inputs), config.candidates, _played(split))
     later: dict[tuple[int, int], tuple[float, float, float]] = {}
     test = split.test
     for u, t, done, rating in zip(
@@ -451,20 +461,10 @@ def _evaluate_served(
     retrieval = Retrieval.from_dir(published.two_tower_dir, threads=2)
     ranker = Ranker.from_dir(published.ranker_dir, threads=1)
     inputs = member_inputs(split.train, split.users, spec, context, split.at_us)
-    per_user = split.train.per_user()
-    titles = split.train.titles
-    exclude = [{titles[t] for t in per_user[int(u)].tolist()} for u in split.users]
-    counts = split.train.title_counts()
-    position = {t: i for i, t in enumerate(titles)}
-    out = []
-    for use_ranker in (None, ranker):
-        lists = recommend(retrieval, use_ranker, inputs, exclude, k=k)
-        top = np.full((len(lists), k), -1, np.int64)
-        for i, found in enumerate(lists):
-            for j, (title_id, _) in enumerate(found[:k]):
-                top[i, j] = position[title_id]
-        out.append(evaluate(top, split.relevant, counts, k=k))
-    return out[0], out[1]
+    return (
+        _served_scores(retrieval, None, split, inputs, k),
+        _served_scores(retrieval, ranker, split, inputs, k),
+    )
 
 
 def _choose_two_tower(
@@ -481,6 +481,7 @@ def _choose_two_tower(
     """Train each two-tower variant on the validation split's training part and keep the one
     with the best NDCG@K on its held-out part (scored through the serving path)."""
     best: tuple[float, Path, LearningConfig] | None = None
+    inputs = member_inputs(valid.train, valid.users, spec, context, valid.at_us)
     for history, epochs in config.two_tower_variants:
         variant = replace(
             config, two_tower=replace(config.two_tower, history=history, epochs=epochs)
@@ -490,17 +491,7 @@ def _choose_two_tower(
             valid.train, spec, catalog, context, variant, out, progress, stage
         )
         retrieval = Retrieval.from_dir(out, threads=2)
-        inputs = member_inputs(valid.train, valid.users, spec, context, valid.at_us)
-        per_user = valid.train.per_user()
-        titles = valid.train.titles
-        exclude = [{titles[t] for t in per_user[int(u)].tolist()} for u in valid.users]
-        position = {t: i for i, t in enumerate(titles)}
-        lists = recommend(retrieval, None, inputs, exclude, k=config.k)
-        top = np.full((len(lists), config.k), -1, np.int64)
-        for i, found in enumerate(lists):
-            for j, (title_id, _) in enumerate(found):
-                top[i, j] = position[title_id]
-        ndcg = evaluate(top, valid.relevant, valid.train.title_counts(), k=config.k).ndcg
+        ndcg = _served_scores(retrieval, None, valid, inputs, config.k).ndcg
         progress(f"learning: two-tower history={history} epochs={epochs}: NDCG {ndcg:.4f}")
         if best is None or ndcg > best[0]:
             best = (ndcg, out, variant)

@@ -39,7 +39,7 @@ from recsys_pipelines.learning.interactions import Interactions
 from recsys_pipelines.settings import PipelineSettings
 from recsys_pipelines.tables import read_table
 
-__all__ = ["LearningData", "SnapshotContext", "latest_event_day", "load_lake_data"]
+__all__ = ["LearningData", "SnapshotContext", "load_lake_data"]
 
 _US = 1_000_000
 _EPOCH = date(1970, 1, 1)
@@ -61,18 +61,6 @@ class LearningData:
 
 def _us(values: list[datetime]) -> npt.NDArray[np.int64]:
     return np.asarray([int(v.timestamp() * _US) for v in values], np.int64)
-
-
-def latest_event_day(catalog: Catalog, lake: LakeSettings) -> date | None:
-    """The day of the newest playback or rating in silver (None when silver is empty)."""
-    latest: date | None = None
-    for contract in (SILVER_PLAYBACK, SILVER_RATINGS):
-        if not catalog.table_exists(table_identifier(lake, contract.name)):
-            continue
-        days = read_table(catalog, lake, contract).column("event_date").to_pylist()
-        if days:
-            latest = max(d for d in [latest, max(days)] if d is not None)
-    return latest
 
 
 def _snapshot_id(catalog: Catalog, lake: LakeSettings, name: str) -> int | None:

@@ -35,7 +35,8 @@ from recsys_pipelines.learning.fit import (
     fit_and_evaluate,
     split_description,
 )
-from recsys_pipelines.learning.lakedata import latest_event_day, load_lake_data
+from recsys_pipelines.learning.lakedata import load_lake_data
+from recsys_pipelines.silver import latest_event_day
 from recsys_pipelines.tables import open_table, replace_partitions
 
 __all__ = ["TrainingSummary", "train_and_register"]
