@@ -11,13 +11,14 @@ BUF_VERSION := v1.75.0
 TOOLS_DIR := $(HOME)/.cache/recsys/tools
 BUF := $(TOOLS_DIR)/buf-$(BUF_VERSION)/buf
 
-.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features bench-cli bench-pipelines bench-learning lock clean
+.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features bench-serving bench-cli bench-pipelines bench-learning lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 up: venv infra-up bootstrap services-up ## Set up everything and run it (virtualenv, infrastructure, schemas, services; data and models on the first run)
 	$(RECSYS) pipeline first-run $(FIRST_RUN_ARGS)
+	$(RECSYS) services up featurestore candidates ranker
 	@$(RECSYS) infra status
 	@$(RECSYS) services status
 	@echo
@@ -51,8 +52,8 @@ infra-down: venv ## Stop the servers infra-up started
 infra-status: venv ## What runs where, and where its logs are
 	$(RECSYS) infra status
 
-services-up: venv ## Start the services (ingest, feature workers, bronze writer); wait until each is ready
-	$(RECSYS) services up
+services-up: venv ## Start the stream services (ingest, feature workers, bronze writer); wait until each is ready
+	$(RECSYS) services up ingest features bronze
 
 services-down: venv ## Stop the services services-up started
 	$(RECSYS) services down
@@ -81,6 +82,9 @@ bench-ingest: venv ## Ingest throughput and latency against the running Kafka (B
 
 bench-features: venv ## Feature worker: backlog events/s, then live rates with lag and freshness (BENCH_ARGS="--rates 1000,3000")
 	$(PY) benchmarks/bench_features.py $(BENCH_ARGS)
+
+bench-serving: venv ## Featurestore, candidates and ranker: client and server p50/p99, calls/s, on the real and a 100k catalog (BENCH_ARGS="--duration 10")
+	$(PY) benchmarks/bench_serving.py $(BENCH_ARGS)
 
 bench-pipelines: venv ## Pipelines wall time per stage (BENCH_ARGS="--dataset world --sessions 50000")
 	$(PY) benchmarks/bench_pipelines.py $(BENCH_ARGS)

@@ -40,6 +40,8 @@ from recsys.lake import load_catalog, table_identifier
 from tests.features_support import create_topics, delete_topics, wait_for
 
 SERVICES = ["ingest", "features-1", "features-2", "bronze"]
+# The stream services (the serving ones need models: tests/integration/serving).
+STREAM = ["ingest", "features", "bronze"]
 API_KEY = "test-key"
 
 
@@ -124,7 +126,7 @@ def platform(
         yield p
     finally:
         # Whatever a failed assertion left running (the workers are ours only by record).
-        manager.down(p.settings, manager.SERVICE_NAMES, progress=lambda _: None)
+        manager.down(p.settings, manager.STREAM_SERVICE_NAMES, progress=lambda _: None)
         drop_keyspace(client, p.keyspace)
         client.close()
         asyncio.run(delete_topics(infra, f"test.{unique}."))
@@ -152,13 +154,13 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def _status() -> dict[str, dict[str, Any]]:
-    result = _cli("status", "--json")
+    result = _cli("status", "--json", *STREAM)
     return {r["name"]: r for r in json.loads(result.stdout)}
 
 
 def test_up_status_down_of_every_service(platform: Platform) -> None:
     settings = platform.settings
-    up = _cli("up")
+    up = _cli("up", *STREAM)
     assert up.returncode == 0, up.stdout + up.stderr
     for name in SERVICES:
         assert f"{name} started" in " ".join(up.stdout.split()), up.stdout
@@ -191,7 +193,7 @@ def test_up_status_down_of_every_service(platform: Platform) -> None:
         assert metric_value(text, metric) == 1.0
 
     # Idempotent: a second `up` only probes them again.
-    again = asyncio.run(manager.up(settings, manager.SERVICE_NAMES, progress=lambda _: None))
+    again = asyncio.run(manager.up(settings, manager.STREAM_SERVICE_NAMES, progress=lambda _: None))
     assert [(r.name, r.action, r.pid) for r in again] == [
         (name, "already running", rows[name]["pid"]) for name in SERVICES
     ]
@@ -204,7 +206,7 @@ def test_up_status_down_of_every_service(platform: Platform) -> None:
     asyncio.run(wait_for(lambda: _bronze_has(settings, event_id), what="the bronze row"))
 
     # Fewer workers configured now: `down` still stops features-2, which `up` started.
-    down = _cli("down", env={"RECSYS_SERVICES__FEATURES_WORKERS": "1"})
+    down = _cli("down", *STREAM, env={"RECSYS_SERVICES__FEATURES_WORKERS": "1"})
     assert down.returncode == 0, down.stdout + down.stderr
     outcome = dict(line.split(None, 1) for line in down.stdout.splitlines())
     assert set(outcome) == set(SERVICES)
@@ -216,7 +218,7 @@ def test_up_status_down_of_every_service(platform: Platform) -> None:
     assert not list(state.glob("*/process.json"))
     assert not list(state.glob("*/supervisor.json"))
 
-    after = _cli("status", "--json")
+    after = _cli("status", "--json", *STREAM)
     assert after.returncode == 1
     assert {r["name"]: r["state"] for r in json.loads(after.stdout)} == {
         "ingest": "stopped",
@@ -224,7 +226,7 @@ def test_up_status_down_of_every_service(platform: Platform) -> None:
         "features-2": "stopped",
         "bronze": "stopped",
     }
-    assert set(manager.down(settings, manager.SERVICE_NAMES, progress=lambda _: None).values()) == {
+    assert set(manager.down(settings, manager.STREAM_SERVICE_NAMES, progress=lambda _: None).values()) == {
         "not started by recsys"
     }
 

@@ -112,7 +112,7 @@ def test_worker_names(name: str, index: int | None) -> None:
 
 def test_the_features_group_expands_to_the_configured_workers(tmp_path: Path) -> None:
     s = _settings(tmp_path, features_workers=2)
-    chosen = manager.servers(s, manager.SERVICE_NAMES)
+    chosen = manager.servers(s, manager.STREAM_SERVICE_NAMES)
     assert [c.name for c in chosen] == ["ingest", "features-1", "features-2", "bronze"]
     assert [c.address for c in chosen[1:]] == ["127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9100"]
     # Each its own home (pid record, log), metrics port and Faust data directory.
@@ -185,7 +185,7 @@ def test_status_lists_an_extra_worker_only_while_it_runs(tmp_path: Path) -> None
 def test_down_clears_a_stale_record_and_leaves_the_rest_alone(tmp_path: Path) -> None:
     s = _settings(tmp_path, features_workers=1)
     _record(s.infra.state_dir, "features-2")
-    outcome = manager.down(s, manager.SERVICE_NAMES, progress=lambda _: None)
+    outcome = manager.down(s, manager.STREAM_SERVICE_NAMES, progress=lambda _: None)
     assert outcome == {
         "bronze": "not started by recsys",
         "features-2": "not running",
@@ -198,7 +198,7 @@ def test_down_clears_a_stale_record_and_leaves_the_rest_alone(tmp_path: Path) ->
 def test_up_refuses_two_services_on_one_port(tmp_path: Path) -> None:
     s = _settings(tmp_path).model_copy(update={"ingest": IngestSettings(port=9101)})
     with pytest.raises(InfraError, match="ingest and features-1 are both configured for port 9101"):
-        asyncio.run(manager.up(s, manager.SERVICE_NAMES, progress=lambda _: None))
+        asyncio.run(manager.up(s, manager.STREAM_SERVICE_NAMES, progress=lambda _: None))
     assert not s.infra.state_dir.exists()  # refused before anything started
 
 
@@ -260,6 +260,12 @@ def test_endpoint_lines_name_every_service(tmp_path: Path) -> None:
         "Metrics:     http://127.0.0.1:9101/metrics  (features-1)",
         "Metrics:     http://127.0.0.1:9102/metrics  (features-2)",
         "Metrics:     http://127.0.0.1:9100/metrics  (bronze)",
+        "gRPC:        127.0.0.1:50051  (featurestore; docs/serving.md)",
+        "Metrics:     http://127.0.0.1:9201/metrics  (featurestore)",
+        "gRPC:        127.0.0.1:50052  (candidates; docs/serving.md)",
+        "Metrics:     http://127.0.0.1:9202/metrics  (candidates)",
+        "gRPC:        127.0.0.1:50053  (ranker; docs/serving.md)",
+        "Metrics:     http://127.0.0.1:9203/metrics  (ranker)",
     ]
     private = s.model_copy(update={"ingest": IngestSettings(api_keys="secret")})
     assert (
@@ -292,7 +298,7 @@ def test_services_run_under_a_supervisor_with_the_configured_backoff(tmp_path: P
         "--reset-after-s=90.0",
         "--restart=on-failure",
     } <= set(argv)
-    assert all(s.supervised for s in manager.servers(s, manager.SERVICE_NAMES))
+    assert all(s.supervised for s in manager.servers(s, manager.STREAM_SERVICE_NAMES))
     assert not any(s.supervised for s in manager.servers(s, manager.SERVER_NAMES))
 
 

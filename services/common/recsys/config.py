@@ -20,7 +20,9 @@ from recsys.event_time import MAX_CLOCK_SKEW
 from recsys.topics import DEAD_LETTERS, EVENTS, LATE_EVENTS, SESSIONS
 
 __all__ = [
+    "CandidatesSettings",
     "CassandraSettings",
+    "FeatureStoreSettings",
     "FeaturesSettings",
     "InfraSettings",
     "IngestSettings",
@@ -30,8 +32,10 @@ __all__ = [
     "MetricsSettings",
     "ModelsSettings",
     "PipelinesSettings",
+    "RankerSettings",
     "RedisSettings",
     "ServicesSettings",
+    "ServingSettings",
     "Settings",
     "repo_root",
 ]
@@ -472,6 +476,138 @@ class ModelsSettings(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    """What the gRPC serving services (featurestore, candidates, ranker) share; docs/serving.md."""
+
+    reload_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often a service reads the registry's `current` pointers of what it "
+        "serves; a new version is loaded in the background and swapped in atomically.",
+    )
+    drain_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="After SIGTERM: health says NOT_SERVING while calls are still answered, so "
+        "load balancers stop sending before the listener closes (a few seconds in Kubernetes).",
+    )
+    grace_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="After the listener closes: how long calls in flight may take to finish.",
+    )
+    max_concurrent_rpcs: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Calls a server handles at once; beyond it a call gets RESOURCE_EXHAUSTED at "
+        "once instead of queueing past its caller's deadline.",
+    )
+    startup_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a starting service waits for its stores and its first model "
+        "versions (retrying) before it exits with the reason.",
+    )
+    onnx_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="onnxruntime intra-op threads per session (spinning is always off, so the "
+        "event loop keeps its core).",
+    )
+    inference_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Threads that run model inference and the index search, off the event loop "
+        "(which keeps accepting and answering calls meanwhile); calls beyond them wait their turn.",
+    )
+
+
+class FeatureStoreSettings(BaseModel):
+    """The feature store service (services/featurestore); docs/featurestore.md."""
+
+    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
+    port: int = Field(default=50051, ge=1, le=65535)
+    metrics_port: int = Field(default=9201, ge=1, le=65535)
+    realtime_cache_ttl_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="L1 (in-process) lifetime of a member's real-time values: a play reaches the "
+        "next request within this plus the stream job's write delay (0 = no L1 for them).",
+    )
+    batch_cache_ttl_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="L1 lifetime of a member's daily batch values (they change once a day).",
+    )
+    cache_max_members: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Members each L1 cache holds at most (least recently used leave first).",
+    )
+    max_title_ids: int = Field(
+        default=1000, ge=1, le=100_000, description="Titles one GetTitleFeatures call may ask for."
+    )
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class CandidatesSettings(BaseModel):
+    """The candidates service (services/candidates); docs/candidates.md."""
+
+    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
+    port: int = Field(default=50052, ge=1, le=65535)
+    metrics_port: int = Field(default=9202, ge=1, le=65535)
+    default_limit: int = Field(
+        default=500, ge=1, le=10_000, description="Candidates returned when a call asks for 0."
+    )
+    max_limit: int = Field(default=2000, ge=1, le=100_000)
+    max_exclusions: int = Field(
+        default=2000, ge=0, le=100_000, description="exclude_title_ids one call may send."
+    )
+    loaded_versions: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Non-current two-tower versions (pinned by experiments) kept loaded.",
+    )
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class RankerSettings(BaseModel):
+    """The ranker service (services/ranker); docs/ranker.md."""
+
+    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
+    port: int = Field(default=50053, ge=1, le=65535)
+    metrics_port: int = Field(default=9203, ge=1, le=65535)
+    max_candidates: int = Field(
+        default=2000, ge=1, le=100_000, description="Titles one Rank call may send."
+    )
+    loaded_versions: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Non-current ranker versions (pinned by experiments) kept loaded.",
+    )
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -502,6 +638,10 @@ class Settings(BaseSettings):
     infra: InfraSettings = Field(default_factory=InfraSettings)
     services: ServicesSettings = Field(default_factory=ServicesSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    featurestore: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
+    candidates: CandidatesSettings = Field(default_factory=CandidatesSettings)
+    ranker: RankerSettings = Field(default_factory=RankerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 import orjson
@@ -23,20 +22,16 @@ from cassandra.query import BatchStatement, BatchType
 
 from recsys.clients.cassandra import CassandraClient
 from recsys.features import Entity
+from recsys.features.online import REALTIME_ROW, read_partition
 from recsys_features.snapshot import USER_FEATURES, FeatureSnapshot, ttl_seconds
 
 __all__ = ["BATCH_BYTES", "REALTIME_ROW", "CassandraFeatureStore", "StoredFeature"]
 
-REALTIME_ROW = "_realtime"  # not a registry name: those are snake_case without a leading "_"
 BATCH_BYTES = 32 * 1024
 
 _INSERT = (
     "INSERT INTO {ks}.online_features (entity, entity_id, name, value, event_time, written_at) "
     "VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
-)
-_SELECT = (
-    "SELECT value, event_time, written_at FROM {ks}.online_features "
-    "WHERE entity = ? AND entity_id = ? AND name = ?"
 )
 
 
@@ -51,7 +46,7 @@ class CassandraFeatureStore:
     def __init__(self, client: CassandraClient, keyspace: str) -> None:
         self._client = client
         self._insert = _INSERT.format(ks=keyspace)
-        self._select = _SELECT.format(ks=keyspace)
+        self._keyspace = keyspace
         self._ttl = max(ttl_seconds(name) for name in USER_FEATURES)
 
     async def write(self, snapshots: Sequence[FeatureSnapshot], *, written_at_ms: int) -> None:
@@ -74,18 +69,12 @@ class CassandraFeatureStore:
 
     async def read(self, user_id: str) -> dict[str, StoredFeature]:
         """The member's stored real-time values (every feature written, TTLs not applied)."""
-        rows = await self._client.execute(self._select, (Entity.USER.value, user_id, REALTIME_ROW))
-        if not rows:
+        rows = await read_partition(self._client, self._keyspace, Entity.USER, user_id)
+        row = rows.get(REALTIME_ROW)
+        if row is None:
             return {}
-        row = rows[0]
-        event_ms, written_ms = _epoch_ms(row["event_time"]), _epoch_ms(row["written_at"])
-        values: dict[str, Any] = orjson.loads(row["value"])
         return {
-            name: StoredFeature(value, event_ms, written_ms)
-            for name, value in values.items()
+            name: StoredFeature(value, row.event_time_ms, row.written_at_ms)
+            for name, value in row.values.items()
             if name in USER_FEATURES
         }
-
-
-def _epoch_ms(value: Any) -> int:
-    return int(value.replace(tzinfo=UTC).timestamp() * 1000)

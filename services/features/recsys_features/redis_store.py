@@ -18,12 +18,16 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from recsys.features.online import (
+    EVENT_TIME_FIELD,
+    WRITTEN_AT_FIELD,
+    read_redis_user,
+    rt_key,
+    watched_key,
+)
 from recsys_features.snapshot import HASH_FEATURES, LIST_FEATURE, FeatureSnapshot, ttl_seconds
 
 __all__ = ["EVENT_TIME_FIELD", "WRITE_SCRIPT", "WRITTEN_AT_FIELD", "RedisFeatureStore"]
-
-EVENT_TIME_FIELD = "_event_time_ms"
-WRITTEN_AT_FIELD = "_written_at_ms"
 
 # KEYS: per member its hash, then its watched list. ARGV[1]: hash TTL, ARGV[2]: list TTL, then
 # per member a JSON array of the hash's field/value pairs and a JSON array of title ids.
@@ -54,10 +58,10 @@ class RedisFeatureStore:
         self._script = redis.register_script(WRITE_SCRIPT)  # EVALSHA, reloaded if flushed
 
     def rt_key(self, user_id: str) -> str:
-        return f"{self._prefix}:user:{user_id}:rt"
+        return rt_key(self._prefix, user_id)
 
     def watched_key(self, user_id: str) -> str:
-        return f"{self._prefix}:user:{user_id}:watched"
+        return watched_key(self._prefix, user_id)
 
     async def write(self, snapshots: Sequence[FeatureSnapshot], *, written_at_ms: int) -> None:
         if not snapshots:
@@ -76,21 +80,5 @@ class RedisFeatureStore:
 
     async def read(self, user_id: str) -> tuple[dict[str, Any], int | None, int | None]:
         """(decoded feature values present, event time ms, written-at ms) of one member."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(self.rt_key(user_id))
-        pipe.lrange(self.watched_key(user_id), 0, -1)
-        raw, watched = await pipe.execute()
-        values: dict[str, Any] = {}
-        fields = {_text(k): v for k, v in raw.items()}
-        for name in HASH_FEATURES:
-            if name in fields:
-                values[name] = orjson.loads(fields[name])
-        if watched:
-            values[LIST_FEATURE] = [_text(t) for t in watched]
-        event_ms = int(fields[EVENT_TIME_FIELD]) if EVENT_TIME_FIELD in fields else None
-        written_ms = int(fields[WRITTEN_AT_FIELD]) if WRITTEN_AT_FIELD in fields else None
-        return values, event_ms, written_ms
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        found = await read_redis_user(self._redis, self._prefix, user_id)
+        return found.values, found.event_time_ms, found.written_at_ms

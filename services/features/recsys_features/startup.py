@@ -11,14 +11,12 @@ already up meanwhile, with ``recsys_features_ready 0``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TypeVar
-
-from tenacity import RetryCallState, Retrying, stop_after_delay, wait_exponential
 
 from recsys.clients.cassandra import CassandraClient, connect_cassandra
 from recsys.clients.kafka import kafka_admin
 from recsys.clients.redis import redis_client
+from recsys.clients.startup import retry_until
 from recsys.config import Settings
 from recsys.log import get_logger
 
@@ -32,30 +30,10 @@ T = TypeVar("T")
 def wait_for_dependencies(settings: Settings) -> CassandraClient:
     """Block until Cassandra, Redis and Kafka answer; returns the connected Cassandra client."""
     timeout_s = settings.features.startup_timeout_s
-    cassandra = _retry("cassandra", lambda: connect_cassandra(settings.cassandra), timeout_s)
-    _retry("redis", lambda: asyncio.run(_ping_redis(settings)), timeout_s)
-    _retry("kafka", lambda: asyncio.run(_topics_exist(settings)), timeout_s)
+    cassandra = retry_until("cassandra", lambda: connect_cassandra(settings.cassandra), timeout_s)
+    retry_until("redis", lambda: asyncio.run(_ping_redis(settings)), timeout_s)
+    retry_until("kafka", lambda: asyncio.run(_topics_exist(settings)), timeout_s)
     return cassandra
-
-
-def _retry(name: str, attempt: Callable[[], T], timeout_s: float) -> T:
-    def waiting(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "waiting_for_dependency",
-            dependency=name,
-            attempt=state.attempt_number,
-            error=repr(error),
-            retry_in_s=round(state.next_action.sleep, 1) if state.next_action else None,
-        )
-
-    retrying = Retrying(
-        wait=wait_exponential(multiplier=0.5, max=10),
-        stop=stop_after_delay(timeout_s),
-        before_sleep=waiting,
-        reraise=True,
-    )
-    return retrying(attempt)
 
 
 async def _ping_redis(settings: Settings) -> None:

@@ -136,7 +136,9 @@ def bootstrap(
     with _stage(report, "features", progress):
         first = labels[0] - timedelta(days=1) if labels else as_of
         days = [first + timedelta(days=i) for i in range((as_of - first).days + 1)]
-        members = _daily_features(settings, catalog, days, cassandra if options.cassandra else None)
+        members = _daily_features(
+            settings, catalog, registry, days, cassandra if options.cassandra else None
+        )
         report.notes["features"] = (
             f"{len(days)} day(s) {days[0]}..{days[-1]}, {members} members on {as_of}"
             + (", to Cassandra" if options.cassandra and cassandra is not None else "")
@@ -173,10 +175,15 @@ def bootstrap(
 
 
 def _daily_features(
-    settings: Settings, catalog: Catalog, days: list[date], cassandra: CassandraClient | None
+    settings: Settings,
+    catalog: Catalog,
+    registry: ModelRegistry,
+    days: list[date],
+    cassandra: CassandraClient | None,
 ) -> int:
     """Feature snapshots of ``days`` in the lake; the last day's also to Cassandra. Returns the
     members of the last day."""
+    from recsys.features.title_table import publish_title_features
     from recsys_pipelines.feature_store import write_features
 
     lake, pipelines = settings.lake, settings.pipelines
@@ -198,6 +205,8 @@ def _daily_features(
             write_features(
                 cassandra, keyspace, entity, rows, key, features, days[-1], concurrency=n
             )
+        # The serving copy of the title features, beside their Cassandra rows.
+        publish_title_features(registry, titles, days[-1])
     return members
 
 

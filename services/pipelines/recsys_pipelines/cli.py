@@ -136,7 +136,14 @@ def _daily_context(ctx: _Context, cassandra: bool) -> Iterator[DailyContext]:
             typer.secho(f"error: Cassandra: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=1) from None
     try:
-        yield DailyContext(ctx.settings, ctx.pipelines, ctx.catalog, client)
+        from recsys.models import ModelRegistry
+
+        registry = (
+            ModelRegistry(ctx.settings.models.root, history=ctx.settings.models.pointer_history)
+            if client is not None
+            else None
+        )
+        yield DailyContext(ctx.settings, ctx.pipelines, ctx.catalog, client, registry)
     finally:
         if client is not None:
             client.close()

@@ -1,4 +1,5 @@
-"""The daily chain for one day: silver (incremental), gold, batch features (lake + Cassandra).
+"""The daily chain for one day: silver (incremental), gold, batch features (lake + Cassandra,
+and the title feature table the serving services hold in memory).
 
     report = run_daily(ctx, date(2026, 11, 28), progress=print)
     reports = backfill(ctx, date(2026, 11, 1), date(2026, 11, 28), progress=print)
@@ -21,6 +22,8 @@ from pyiceberg.catalog import Catalog
 from recsys.clients.cassandra import CassandraClient
 from recsys.config import Settings
 from recsys.features import Entity
+from recsys.features.title_table import publish_title_features
+from recsys.models.registry import ModelRegistry
 from recsys_pipelines.contracts import FEATURES_TITLE_DAILY, FEATURES_USER_DAILY, SILVER_SESSIONS
 from recsys_pipelines.dates import today_utc
 from recsys_pipelines.errors import PipelineError
@@ -31,7 +34,13 @@ from recsys_pipelines.settings import PipelineSettings
 from recsys_pipelines.silver import run_silver
 from recsys_pipelines.tables import open_table, read_table, replace_partitions
 
-__all__ = ["DailyContext", "DailyReport", "backfill", "check_day_ended", "run_daily"]
+__all__ = [
+    "DailyContext",
+    "DailyReport",
+    "backfill",
+    "check_day_ended",
+    "run_daily",
+]
 
 
 @dataclass
@@ -40,6 +49,9 @@ class DailyContext:
     pipelines: PipelineSettings
     catalog: Catalog
     cassandra: CassandraClient | None  # None: lake only
+    # Where the title feature table for serving is published beside the Cassandra write;
+    # None: not published.
+    registry: ModelRegistry | None = None
 
 
 @dataclass
@@ -122,6 +134,9 @@ def run_daily(
                 day,
                 concurrency=n,
             )
+        if ctx.registry is not None:
+            with _timed(report, "title table", progress):
+                publish_title_features(ctx.registry, titles, day)
     return report
 
 

@@ -21,13 +21,14 @@ newest event a value can reflect). Values are absolute: re-running a day writes 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 import orjson
 
 from recsys.clients.cassandra import CassandraClient
 from recsys.features import Entity, FeatureDefinition
+from recsys.features.online import BATCH_ROW, STATIC_ROW, feature_event_time
 
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -40,17 +41,10 @@ BATCH_BYTES = 32 * 1024
 # of many small title rows was refused as too large when only the values were counted.
 ROW_OVERHEAD_BYTES = 200
 
-BATCH_ROW = "_batch"  # not registry names: those are snake_case without a leading "_"
-STATIC_ROW = "_static"
 _INSERT = (
     "INSERT INTO {ks}.online_features (entity, entity_id, name, value, event_time, written_at) "
     "VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
 )
-
-
-def feature_event_time(feature_date: date) -> datetime:
-    """The end of the feature date (UTC): every value reflects events before it."""
-    return datetime.combine(feature_date + timedelta(days=1), time(), UTC)
 
 
 def _rows_by_ttl(features: Sequence[FeatureDefinition]) -> list[tuple[str, int, list[str]]]:

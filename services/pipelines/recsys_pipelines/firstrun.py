@@ -21,6 +21,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 
 from recsys.config import Settings
+from recsys.features.title_table import TITLE_FEATURES_MODEL
 from recsys.lake import table_identifier
 from recsys.models import FALLBACKS_MODEL, ModelRegistry
 from recsys_pipelines.bootstrap import BootstrapOptions, BootstrapReport, bootstrap
@@ -48,8 +49,9 @@ class PlatformState:
 
 
 def required_models() -> tuple[str, ...]:
-    """The models a started platform needs: the fallback lists and the two learned models."""
-    return (FALLBACKS_MODEL, "ranker", "two_tower")
+    """What a started platform needs: the fallback lists, the two learned models and the title
+    feature table the serving services hold in memory."""
+    return (FALLBACKS_MODEL, "ranker", TITLE_FEATURES_MODEL, "two_tower")
 
 
 def platform_state(settings: Settings, catalog: Catalog, registry: ModelRegistry) -> PlatformState:

@@ -13,6 +13,8 @@ import pytest
 from recsys.clients.cassandra import CassandraClient
 from recsys.config import CassandraSettings, Settings
 from recsys.features import FEATURES
+from recsys.features.title_table import TITLE_FEATURES_MODEL, TitleFeatureTable
+from recsys.models import ModelRegistry
 from recsys_pipelines.contracts import FEATURES_TITLE_DAILY, FEATURES_USER_DAILY
 from recsys_pipelines.daily import DailyContext, backfill, run_daily
 from recsys_pipelines.errors import PipelineError
@@ -35,7 +37,8 @@ def ctx(
     catalog(lake)
     lake.events(*day_d_events())
     settings = infra.model_copy(update={"lake": lake.lake, "cassandra": keyspace_settings})
-    return DailyContext(settings, lake.settings, lake.catalog, cassandra_client)
+    registry = ModelRegistry(tmp_path / "models")
+    return DailyContext(settings, lake.settings, lake.catalog, cassandra_client, registry)
 
 
 def _stored(ctx: DailyContext, entity: str, entity_id: str) -> dict[str, dict[str, Any]]:
@@ -52,7 +55,14 @@ def _stored(ctx: DailyContext, entity: str, entity_id: str) -> dict[str, dict[st
 def test_daily_features_reach_cassandra_and_the_snapshot_table(ctx: DailyContext) -> None:
     report = run_daily(ctx, D)
     assert report.counts["users"] == 3
-    assert set(report.seconds) == {"silver", "gold", "features", "snapshot", "cassandra"}
+    assert set(report.seconds) == {
+        "silver",
+        "gold",
+        "features",
+        "snapshot",
+        "cassandra",
+        "title table",
+    }
     snapshot = {
         r["user_id"]: r
         for r in read_table(ctx.catalog, ctx.settings.lake, FEATURES_USER_DAILY, D, D).to_pylist()
@@ -78,6 +88,21 @@ def test_daily_features_reach_cassandra_and_the_snapshot_table(ctx: DailyContext
                 assert ttl.total_seconds() - 120 < row["ttl"] <= ttl.total_seconds(), name
     title = _stored(ctx, "title", "t1")
     assert orjson.loads(title[STATIC_ROW]["value"])["available_countries"] == ["GB", "US"]
+    # The serving copy of the title features: the same values, published as current.
+    assert ctx.registry is not None
+    published = ctx.registry.current(TITLE_FEATURES_MODEL)
+    assert published is not None
+    table = TitleFeatureTable.load(published)
+    stored_title = {
+        **orjson.loads(title[STATIC_ROW]["value"]),
+        **orjson.loads(title[BATCH_ROW]["value"]),
+    }
+    row = table.row("t1")
+    assert row >= 0
+    for name, value in stored_title.items():
+        served = table.columns[name][row]
+        assert (served.item() if hasattr(served, "item") else served) == value, name
+    assert table.event_time_ms == int(feature_event_time(D).timestamp() * 1000)
     assert orjson.loads(title[BATCH_ROW]["value"])["title_completion_rate_90d"] == 0.5
     titles = read_table(ctx.catalog, ctx.settings.lake, FEATURES_TITLE_DAILY, D, D)
     assert titles.num_rows == 5

@@ -81,8 +81,8 @@ def status_line(r: "ServerStatus") -> str:
     """
     pid = f"pid {r.pid}" if r.pid else ""
     uptime = f"up {r.uptime_s:.0f}s" if r.uptime_s is not None else ""
-    line = f"  {r.name:<10} {r.state:<14} {r.address:<16} {pid:<10} {uptime:<10} logs {r.log}"
-    history = []
+    line = f"  {r.name:<12} {r.state:<14} {r.address:<16} {pid:<10} {uptime:<10} logs {r.log}"
+    history = [f"serving {r.detail}"] if r.detail else []
     if r.restart_in_s is not None:
         history.append(f"next start in {r.restart_in_s:.0f}s")
     if r.restarts:

@@ -48,6 +48,8 @@ def endpoint_lines(settings: Settings, found: list[tuple[str, str]]) -> list[str
     for name, url in found:
         if name == "ingest":
             lines.append(f"Ingest API:  {url}  (X-API-Key: {key}; curl example in README.md)")
+        elif url.startswith("grpc://"):
+            lines.append(f"gRPC:        {url.removeprefix('grpc://')}  ({name}; docs/serving.md)")
         else:
             lines.append(f"Metrics:     {url}  ({name})")
     return lines

@@ -26,13 +26,20 @@ from dataclasses import dataclass
 from recsys.config import Settings
 from recsys.infra.cassandra import CassandraServer
 from recsys.infra.kafka import KafkaServer
-from recsys.infra.names import FEATURES_GROUP, SERVER_NAMES, SERVICE_NAMES
+from recsys.infra.names import (
+    FEATURES_GROUP,
+    SERVER_NAMES,
+    SERVICE_NAMES,
+    SERVING_SERVICE_NAMES,
+    STREAM_SERVICE_NAMES,
+)
 from recsys.infra.process import ProcessRecord, describe_listener, read_record, spawn, terminate
 from recsys.infra.redis import RedisServer
 from recsys.infra.server import InfraError, Server, port_is_free
 from recsys.infra.services import (
     BronzeService,
     FeaturesWorker,
+    GrpcService,
     IngestService,
     MetricsReadyService,
     features_index,
@@ -42,6 +49,8 @@ from recsys.infra.supervise import Backoff, ExitRecord, read_state, supervise_ar
 __all__ = [
     "SERVER_NAMES",
     "SERVICE_NAMES",
+    "SERVING_SERVICE_NAMES",
+    "STREAM_SERVICE_NAMES",
     "ServerStatus",
     "StartResult",
     "down",
@@ -82,6 +91,7 @@ class ServerStatus:
     restarts: int = 0
     last_exit: ExitRecord | None = None
     restart_in_s: float | None = None  # while "restarting"
+    detail: str = ""  # what it serves (a gRPC service's model versions)
 
 
 def servers(
@@ -114,6 +124,8 @@ def servers(
                     indexes.update(_recorded_workers(settings))
             indexes.update(i for n in wanted if (i := features_index(n)) is not None)
             chosen += [FeaturesWorker(settings, i) for i in sorted(indexes)]
+        elif name in SERVING_SERVICE_NAMES and name in wanted:
+            chosen.append(GrpcService(settings, name))
         elif name in wanted:
             chosen.append(single[name](settings))
     return chosen
@@ -133,7 +145,9 @@ def service_endpoints(settings: Settings) -> list[tuple[str, str]]:
     """(name, URL) of what a person opens for each configured service, in start order."""
     found: list[tuple[str, str]] = [("ingest", f"{settings.ingest.url}/docs")]
     for server in servers(settings, SERVICE_NAMES):
-        if isinstance(server, MetricsReadyService):
+        if isinstance(server, GrpcService):
+            found.append((server.name, f"grpc://{server.address}"))
+        if isinstance(server, MetricsReadyService | GrpcService):
             found.append((server.name, server.metrics_url))
     return found
 
@@ -375,12 +389,15 @@ async def _status(server: Server) -> ServerStatus:
         return dataclasses.replace(row, state="restarting", pid=record.pid, restart_in_s=wait)
     child = supervision.child()
     started = supervision.child_started_at
+    state = await _probe(server)
+    detail = await server.detail() if isinstance(server, GrpcService) else ""
     return dataclasses.replace(
         row,
-        state=await _probe(server),
+        state=state,
         pid=record.pid,
         service_pid=child.pid if child else None,
         uptime_s=now - started if child and started else None,
+        detail=detail,
     )
 
 

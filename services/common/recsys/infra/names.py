@@ -6,9 +6,18 @@ the servers' and services' code.
 
 from __future__ import annotations
 
-__all__ = ["FEATURES_GROUP", "SERVER_NAMES", "SERVICE_NAMES"]
+__all__ = [
+    "FEATURES_GROUP",
+    "SERVER_NAMES",
+    "SERVICE_NAMES",
+    "SERVING_SERVICE_NAMES",
+    "STREAM_SERVICE_NAMES",
+]
 
 FEATURES_GROUP = "features"  # stands for the feature workers features-1 ... features-N
 # Infrastructure first, then the platform's services that depend on it.
 SERVER_NAMES = ("kafka", "cassandra", "redis")
-SERVICE_NAMES = ("ingest", FEATURES_GROUP, "bronze")
+# The stream services, then the gRPC serving services (which need the pipelines' models).
+STREAM_SERVICE_NAMES = ("ingest", FEATURES_GROUP, "bronze")
+SERVING_SERVICE_NAMES = ("featurestore", "candidates", "ranker")
+SERVICE_NAMES = (*STREAM_SERVICE_NAMES, *SERVING_SERVICE_NAMES)

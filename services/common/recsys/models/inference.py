@@ -132,6 +132,38 @@ class TitleIndex:
     def vectors(self) -> F32:
         return np.asarray(self._index.reconstruct_n(0, self._index.ntotal), np.float32)
 
+    def rows(self, title_ids: Collection[str]) -> list[int]:
+        """The index rows of those of ``title_ids`` the index holds."""
+        get = self._row.get
+        return [r for t in title_ids if (r := get(t)) is not None]
+
+    def search_allowed(
+        self, query: F32, k: int, allowed: npt.NDArray[np.bool_]
+    ) -> list[tuple[str, float]]:
+        """Top ``k`` (title id, inner product) for one query over the rows where ``allowed``
+        is True, best first: FAISS skips the others inside the search (an ID selector), so the
+        answer is shorter than ``k`` only when fewer than ``k`` rows are allowed."""
+        import faiss
+
+        if allowed.shape != (len(self),):
+            raise ValueError(f"allowed has shape {allowed.shape}, the index {len(self)} rows")
+        k = min(k, len(self))
+        if k == 0:
+            return []
+        bitmap = np.packbits(allowed, bitorder="little")
+        params = faiss.SearchParameters()
+        # The selector reads the bitmap in place: ``bitmap`` lives until the search returns.
+        params.sel = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(bitmap))
+        scores, rows = self._index.search(
+            np.ascontiguousarray(query.reshape(1, -1), np.float32), k, params=params
+        )
+        ids = self.title_ids
+        return [
+            (ids[r], float(v))
+            for r, v in zip(rows[0].tolist(), scores[0].tolist(), strict=True)
+            if r >= 0
+        ]
+
     def search(
         self, queries: F32, k: int, exclude: Sequence[Collection[str]] | None = None
     ) -> list[list[tuple[str, float]]]:

@@ -105,6 +105,14 @@ class GetTitleFeaturesResponse(_message.Message):
 
     TITLE_IDS_FIELD_NUMBER: _builtins.int
     COLUMNS_FIELD_NUMBER: _builtins.int
+    AGE_MS_FIELD_NUMBER: _builtins.int
+    TABLE_VERSION_FIELD_NUMBER: _builtins.int
+    age_ms: _builtins.int
+    """Milliseconds between the end of the feature date the table was computed for and the moment
+    it was served; -1 when no table is loaded (every value a default).
+    """
+    table_version: _builtins.str
+    """Registry version of the title feature table that served ("" when none is loaded)."""
     @_builtins.property
     def title_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -114,10 +122,12 @@ class GetTitleFeaturesResponse(_message.Message):
         *,
         title_ids: _abc.Iterable[_builtins.str] | None = ...,
         columns: _abc.Iterable[Global___FeatureColumn] | None = ...,
+        age_ms: _builtins.int = ...,
+        table_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "title_ids", b"title_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_ms", b"age_ms", "columns", b"columns", "table_version", b"table_version", "title_ids", b"title_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -131,6 +141,7 @@ class FeatureColumn(_message.Message):
     INT64_VALUES_FIELD_NUMBER: _builtins.int
     FLOAT64_VALUES_FIELD_NUMBER: _builtins.int
     STRING_VALUES_FIELD_NUMBER: _builtins.int
+    STRING_LIST_VALUES_FIELD_NUMBER: _builtins.int
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     @_builtins.property
@@ -139,6 +150,8 @@ class FeatureColumn(_message.Message):
     def float64_values(self) -> Global___DoubleColumn: ...
     @_builtins.property
     def string_values(self) -> Global___StringColumn: ...
+    @_builtins.property
+    def string_list_values(self) -> Global___StringListColumn: ...
     @_builtins.property
     def is_default(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
         """Per title: true where the value is the registry default."""
@@ -150,13 +163,14 @@ class FeatureColumn(_message.Message):
         int64_values: Global___Int64Column | None = ...,
         float64_values: Global___DoubleColumn | None = ...,
         string_values: Global___StringColumn | None = ...,
+        string_list_values: Global___StringListColumn | None = ...,
         is_default: _abc.Iterable[_builtins.bool] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["float64_values", b"float64_values", "int64_values", b"int64_values", "string_values", b"string_values", "values", b"values"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["float64_values", b"float64_values", "int64_values", b"int64_values", "string_list_values", b"string_list_values", "string_values", b"string_values", "values", b"values"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["float64_values", b"float64_values", "int64_values", b"int64_values", "is_default", b"is_default", "name", b"name", "string_values", b"string_values", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["float64_values", b"float64_values", "int64_values", b"int64_values", "is_default", b"is_default", "name", b"name", "string_list_values", b"string_list_values", "string_values", b"string_values", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_values: _TypeAlias = _typing.Literal["int64_values", "float64_values", "string_values"]  # noqa: Y015
+    _WhichOneofReturnType_values: _TypeAlias = _typing.Literal["int64_values", "float64_values", "string_values", "string_list_values"]  # noqa: Y015
     _WhichOneofArgType_values: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_values) -> _WhichOneofReturnType_values | None: ...
 
@@ -221,3 +235,31 @@ class StringColumn(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StringColumn: _TypeAlias = StringColumn  # noqa: Y015
+
+@_typing.final
+class StringListColumn(_message.Message):
+    """Lists flattened, as Arrow lays them out: title i's list is the lengths[i] values that follow
+    those of titles 0..i-1. Two packed fields instead of one message per title.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    LENGTHS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def lengths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+        lengths: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lengths", b"lengths", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StringListColumn: _TypeAlias = StringListColumn  # noqa: Y015

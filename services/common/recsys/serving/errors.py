@@ -1,0 +1,63 @@
+"""Errors a handler raises to answer a call with a status code and a message that says why."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import grpc
+
+__all__ = [
+    "ID_PATTERN",
+    "RpcError",
+    "check_id",
+    "check_ids",
+    "deadline_exceeded",
+    "invalid",
+    "not_found",
+]
+
+# Member and title ids: what the ingest API accepts (letters, digits, "_", "-", ".", ":").
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class RpcError(Exception):
+    """Answer the call with ``code`` and ``message`` (the handler wrapper aborts with them)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid(message: str) -> RpcError:
+    return RpcError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def not_found(message: str) -> RpcError:
+    return RpcError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def deadline_exceeded(message: str) -> RpcError:
+    return RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+def check_id(value: str, what: str) -> str:
+    if not value:
+        raise invalid(f"{what} is empty")
+    if not ID_PATTERN.match(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise invalid(
+            f"{what} {shown!r} is malformed: 1-128 characters of letters, digits, '_', '-', "
+            "'.' or ':'"
+        )
+    return value
+
+
+def check_ids(values: Sequence[str], what: str, *, limit: int) -> list[str]:
+    """The ids, each well-formed, at most ``limit`` of them (else INVALID_ARGUMENT)."""
+    if len(values) > limit:
+        raise invalid(f"{len(values)} {what} in one call; at most {limit}")
+    for i, value in enumerate(values):
+        check_id(value, f"{what}[{i}]")
+    return list(values)
