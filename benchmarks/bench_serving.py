@@ -2,7 +2,7 @@
 each started by this script as its own process, against the running Redis and Cassandra.
 
     make bench-serving                                   # both catalogs, 10 s per scenario
-    make bench-serving BENCH_ARGS="--duration 30 --concurrency 8 --catalog 100k"
+    make bench-serving BENCH_ARGS="--duration 30 --concurrency 1,8 --catalog 100k"
 
 Per catalog (``--catalog default|100k|both``) it starts ``recsys-featurestore``,
 ``recsys-candidates`` and ``recsys-ranker`` (beside this Python) on free ports with
@@ -44,7 +44,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,6 +63,7 @@ from recsys.candidates.v1 import candidates_pb2, candidates_pb2_grpc
 from recsys.clients.redis import redis_client
 from recsys.config import Settings
 from recsys.featurestore.v1 import featurestore_pb2, featurestore_pb2_grpc
+from recsys.infra.server import free_ports
 from recsys.models.registry import ModelRegistry, ModelVersion, RegistryError
 from recsys.ranker.v1 import ranker_pb2, ranker_pb2_grpc
 from recsys.serving.handler import SERVER_TIME_KEY
@@ -111,18 +111,12 @@ class Service:
             raise BenchError(f"{self.name} exited {self.process.returncode}:\n{self.tail()}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_service(name: str, root: Path, log_dir: Path) -> Service:
-    port, section = free_port(), name.upper()
+    (port, metrics_port), section = free_ports(2), name.upper()
     env = {
         **os.environ,
         f"RECSYS_{section}__PORT": str(port),
-        f"RECSYS_{section}__METRICS_PORT": str(free_port()),
+        f"RECSYS_{section}__METRICS_PORT": str(metrics_port),
         "RECSYS_MODELS__ROOT": str(root),
     }
     log = log_dir / f"{name}-{port}.log"
@@ -416,12 +410,17 @@ async def run_catalog(
             raise BenchError(f"preparing: {exc.code().name} {exc.details()}") from None
         print(
             f"  {len(users)} members for GetUserFeatures, {len(requests.rank)} prepared; "
-            f"{args.concurrency} in flight, {args.warmup:g} s warm-up + {args.duration:g} s each"
+            f"{args.warmup:g} s warm-up + {args.duration:g} s each"
         )
-        results = await scenarios(stubs, requests, args)
-        for s in services:
-            s.check_alive()
-        report(catalog, results)
+        for concurrency in args.concurrency:
+            # One call in flight: the service's own time. More: throughput, and the queueing
+            # inside a one-core service that the server time then includes.
+            print(f"  {concurrency} call(s) in flight")
+            step_args = argparse.Namespace(**{**vars(args), "concurrency": concurrency})
+            results = await scenarios(stubs, requests, step_args)
+            for s in services:
+                s.check_alive()
+            report(catalog, results)
     finally:
         for channel in channels.values():
             await channel.close()
@@ -450,7 +449,8 @@ async def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"machine: {os.cpu_count()} cores, load average {load} before the run; "
-        f"services local (one process each), one client process, concurrency {args.concurrency}"
+        "services local (one process each), one client process, "
+        f"concurrency {', '.join(map(str, args.concurrency))}"
     )
     print(
         f"members: {len(users)} from Redis ({settings.redis.key_prefix}:user:*:rt)"
@@ -469,11 +469,28 @@ async def main() -> None:
     print(f"\nload average {', '.join(f'{x:.2f}' for x in os.getloadavg())} after the run")
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of counts"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("every concurrency must be at least 1")
+    return counts
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each scenario")
-    parser.add_argument("--concurrency", type=int, default=4, help="calls in flight")
+    parser.add_argument(
+        "--concurrency",
+        type=_counts,
+        default=[1, 4],
+        help="calls in flight, comma-separated: each is a run (default 1,4)",
+    )
     parser.add_argument("--catalog", choices=["default", "100k", "both"], default="both")
     parser.add_argument("--titles", type=int, default=100_000, help="titles of the 100k catalog")
     parser.add_argument("--members", type=int, default=1000, help="members for GetUserFeatures")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["ServingProcess", "free_port", "health_status", "start_service"]
+from recsys.infra.server import free_ports
+
+__all__ = ["ServingProcess", "free_port", "free_ports", "health_status", "start_service"]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def health_status(address: str, timeout_s: float = 2.0) -> int | None:
@@ -67,7 +66,7 @@ class ServingProcess:
 
 def start_service(name: str, log_dir: Path, env: dict[str, str]) -> ServingProcess:
     """``recsys-<name>`` on free ports, with ``env`` (RECSYS_ settings) over the test's own."""
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     section = name.upper()
     full = {
         **os.environ,

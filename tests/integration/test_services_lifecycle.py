@@ -226,9 +226,9 @@ def test_up_status_down_of_every_service(platform: Platform) -> None:
         "features-2": "stopped",
         "bronze": "stopped",
     }
-    assert set(manager.down(settings, manager.STREAM_SERVICE_NAMES, progress=lambda _: None).values()) == {
-        "not started by recsys"
-    }
+    assert set(
+        manager.down(settings, manager.STREAM_SERVICE_NAMES, progress=lambda _: None).values()
+    ) == {"not started by recsys"}
 
 
 def _post_event(settings: Settings, event_id: str, *, user: str) -> None:

@@ -23,7 +23,7 @@ from recsys.models.vectorize import HISTORY_FEATURE, vectorize_users
 from recsys.serving.errors import check_id, check_ids, invalid
 from recsys.serving.features import user_columns
 from recsys.serving.handler import Deadline, rpc
-from recsys.serving.inference import InferencePool
+from recsys.serving.inference import infer
 from recsys.serving.metrics import INFERENCE
 from recsys.serving.reload import CurrentVersion, PinnedVersions
 from recsys_candidates.availability import Availability, CountryRows
@@ -43,10 +43,8 @@ class CandidatesServicer(pb_grpc.CandidatesServiceServicer):
         settings: Settings,
         models: PinnedVersions[Retrieval],
         countries: CurrentVersion[CountryRows],
-        inference: InferencePool,
     ) -> None:
         self._settings = settings.candidates
-        self._inference = inference
         self._models = models
         self._countries = countries
         self._availability: dict[tuple[int, int], Availability] = {}
@@ -71,16 +69,14 @@ class CandidatesServicer(pb_grpc.CandidatesServiceServicer):
         columns = user_columns(request.features.features)
         deadline.check("the user tower")
         users = vectorize_users(retrieval.spec, columns, n=1)
-        vector = await self._inference.run(_EMBED, retrieval.tower.embed, users)
+        vector = infer(_EMBED, retrieval.tower.embed, users)
         allowed = self._availability_for(retrieval).allowed(request.country)
         played: list[Any] = columns.get(HISTORY_FEATURE, [[]])[0]
         blocked = retrieval.index.rows([*played, *excluded])
         if blocked:
             allowed[blocked] = False
         deadline.check("the search")
-        found = await self._inference.run(
-            _SEARCH, retrieval.index.search_allowed, vector[0], limit, allowed
-        )
+        found = infer(_SEARCH, retrieval.index.search_allowed, vector[0], limit, allowed)
         return pb.GetCandidatesResponse(
             title_ids=[t for t, _ in found],
             scores=[s for _, s in found],
@@ -122,8 +118,7 @@ class CandidatesApp:
             registry, TITLE_FEATURES_MODEL, load_countries, service=SERVICE
         )
         models = PinnedVersions(self.current, size=settings.candidates.loaded_versions)
-        self.inference = InferencePool(settings.serving.inference_threads)
-        self.servicer = CandidatesServicer(settings, models, self.countries, self.inference)
+        self.servicer = CandidatesServicer(settings, models, self.countries)
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_CandidatesServiceServicer_to_server(self.servicer, server)
@@ -145,4 +140,4 @@ class CandidatesApp:
         )
 
     async def close(self) -> None:
-        self.inference.close()
+        return None

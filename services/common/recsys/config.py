@@ -519,13 +519,6 @@ class ServingSettings(BaseModel):
         description="onnxruntime intra-op threads per session (spinning is always off, so the "
         "event loop keeps its core).",
     )
-    inference_threads: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="Threads that run model inference and the index search, off the event loop "
-        "(which keeps accepting and answering calls meanwhile); calls beyond them wait their turn.",
-    )
 
 
 class FeatureStoreSettings(BaseModel):

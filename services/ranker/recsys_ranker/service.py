@@ -22,7 +22,7 @@ from recsys.ranker.v1 import ranker_pb2_grpc as pb_grpc
 from recsys.serving.errors import check_id, check_ids, invalid
 from recsys.serving.features import user_columns
 from recsys.serving.handler import Deadline, rpc
-from recsys.serving.inference import InferencePool
+from recsys.serving.inference import infer
 from recsys.serving.metrics import INFERENCE
 from recsys.serving.reload import CurrentVersion, PinnedVersions
 
@@ -48,12 +48,9 @@ def objective_weights(
 
 
 class RankerServicer(pb_grpc.RankerServiceServicer):
-    def __init__(
-        self, settings: Settings, models: PinnedVersions[Ranker], inference: InferencePool
-    ) -> None:
+    def __init__(self, settings: Settings, models: PinnedVersions[Ranker]) -> None:
         self._max = settings.ranker.max_candidates
         self._models = models
-        self._inference = inference
 
     @rpc(SERVICE, "Rank")
     async def Rank(
@@ -80,7 +77,7 @@ class RankerServicer(pb_grpc.RankerServiceServicer):
         weights = objective_weights(request, ranker.weights)
         user = vectorize_users(ranker.spec, user_columns(request.features.features), n=1)
         deadline.check("scoring")
-        probabilities = await self._inference.run(_INFER, ranker.predict, user, ids, scores)
+        probabilities = infer(_INFER, ranker.predict, user, ids, scores)
         value = probabilities.astype(np.float64) @ np.asarray(weights)
         order = np.argsort(-value, kind="stable")
         if request.limit:
@@ -112,8 +109,7 @@ class RankerApp:
             registry, MODEL, load, service=SERVICE
         )
         models = PinnedVersions(self.current, size=settings.ranker.loaded_versions)
-        self.inference = InferencePool(settings.serving.inference_threads)
-        self.servicer = RankerServicer(settings, models, self.inference)
+        self.servicer = RankerServicer(settings, models)
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_RankerServiceServicer_to_server(self.servicer, server)
@@ -125,4 +121,4 @@ class RankerApp:
         await self.current.watch(interval_s=self._settings.serving.reload_interval_s)
 
     async def close(self) -> None:
-        self.inference.close()
+        return None

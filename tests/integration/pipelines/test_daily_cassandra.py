@@ -97,10 +97,10 @@ def test_daily_features_reach_cassandra_and_the_snapshot_table(ctx: DailyContext
         **orjson.loads(title[STATIC_ROW]["value"]),
         **orjson.loads(title[BATCH_ROW]["value"]),
     }
-    row = table.row("t1")
-    assert row >= 0
+    at = table.row("t1")
+    assert at >= 0
     for name, value in stored_title.items():
-        served = table.columns[name][row]
+        served = table.columns[name][at]
         assert (served.item() if hasattr(served, "item") else served) == value, name
     assert table.event_time_ms == int(feature_event_time(D).timestamp() * 1000)
     assert orjson.loads(title[BATCH_ROW]["value"])["title_completion_rate_90d"] == 0.5

@@ -74,3 +74,8 @@ def test_objective_weights_default_when_unset_and_refuse_negatives() -> None:
     bad = ranker_pb2.RankRequest(weights=common_pb2.ObjectiveWeights(play=-1))
     with pytest.raises(RpcError, match=r"weights.play is -1.0"):
         objective_weights(bad, default)
+
+
+def test_an_id_holding_a_newline_does_not_pass_as_two() -> None:
+    with pytest.raises(RpcError, match=r"title_ids\[1\] 'b\\nc' is malformed"):
+        check_ids(["a", "b\nc", "d"], "title_ids", limit=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import logging
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,23 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+# Below Linux's ephemeral range (32768-60999 by default): a port chosen here is not taken a moment
+# later as the local port of some outgoing connection, as a port from bind(0) can be.
+_SPARE_PORTS = range(20_000, 32_000)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports on ``host`` that nothing listens on, for processes started next
+    (tests and benchmarks run services on them beside the default ones)."""
+    chosen: list[int] = []
+    for port in random.sample(_SPARE_PORTS, len(_SPARE_PORTS)):
+        if port_is_free(host, port):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    raise InfraError(f"fewer than {count} free ports in {_SPARE_PORTS}")
 
 
 @contextlib.contextmanager

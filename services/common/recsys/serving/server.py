@@ -61,6 +61,10 @@ async def serve(
     metrics_port: int,
     settings: ServingSettings,
 ) -> None:
+    try:  # first: a port in use is then a one-line exit with nothing else to undo
+        serve_metrics(metrics_port)
+    except OSError as exc:
+        raise SystemExit(f"{name}: cannot serve /metrics on port {metrics_port}: {exc}") from None
     server = grpc.aio.server(maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
     app.register(server)
     health = HealthServicer()
@@ -75,7 +79,6 @@ async def serve(
     except RuntimeError as exc:
         raise SystemExit(f"{name}: cannot listen on {address}: {exc}") from None
     await server.start()
-    serve_metrics(metrics_port)
     READY.labels(service=name).set(0)
     log.info("listening", address=address, metrics_port=metrics_port)
 
