@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import grpc
+from cachetools import LRUCache
 
 from recsys.candidates.v1 import candidates_pb2 as pb
 from recsys.candidates.v1 import candidates_pb2_grpc as pb_grpc
@@ -47,7 +48,11 @@ class CandidatesServicer(pb_grpc.CandidatesServiceServicer):
         self._settings = settings.candidates
         self._models = models
         self._countries = countries
-        self._availability: dict[tuple[int, int], Availability] = {}
+        # One per (two-tower version, title table) served at once: the current pair and pinned
+        # versions; a swap makes a new key and the old one ages out.
+        self._availability: LRUCache[tuple[int, int], Availability] = LRUCache(
+            maxsize=settings.candidates.loaded_versions + 2
+        )
 
     @rpc(SERVICE, "GetCandidates")
     async def GetCandidates(
@@ -89,9 +94,6 @@ class CandidatesServicer(pb_grpc.CandidatesServiceServicer):
         key = (id(retrieval.index), id(countries))
         found = self._availability.get(key)
         if found is None:
-            # A new two-tower or title table: forget masks of versions no longer served.
-            if len(self._availability) >= 4:
-                self._availability.clear()
             found = Availability(retrieval.index, countries)
             self._availability[key] = found
         return found

@@ -58,9 +58,7 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
         names = _names(request.feature_names, ALL_USER_FEATURES, "user")
         deadline = Deadline(context)
         now_ms = _now_ms()
-        found = await self._users.read(
-            user_id, names, now_ms=now_ms, timeout_s=deadline.remaining_s()
-        )
+        found = await self._users.read(user_id, names, now_ms=now_ms, deadline=deadline)
         deadline.check("the answer")
         features = {
             name: feature_message(name, f.value, age_ms=f.age_ms(now_ms), source=f.source)

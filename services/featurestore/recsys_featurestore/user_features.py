@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from recsys.clients.cassandra import CassandraClient
     from recsys.config import FeatureStoreSettings
+    from recsys.serving.handler import Deadline
 
 __all__ = ["ALL_USER_FEATURES", "ServedFeature", "UserFeatureReader", "UserFeatures"]
 
@@ -97,10 +98,14 @@ class UserFeatureReader:
         )
 
     async def read(
-        self, user_id: str, names: Sequence[str], *, now_ms: int, timeout_s: float | None
+        self, user_id: str, names: Sequence[str], *, now_ms: int, deadline: Deadline | None
     ) -> UserFeatures:
-        """The features ``names`` of ``user_id`` (registry user features), one per name."""
-        timeout = _STORE_TIMEOUT_S if timeout_s is None else min(timeout_s, _STORE_TIMEOUT_S)
+        """The features ``names`` of ``user_id`` (registry user features), one per name. Each
+        store read may take what is left of ``deadline`` (at most 0.5 s)."""
+
+        def timeout() -> float:
+            return _STORE_TIMEOUT_S if deadline is None else deadline.timeout(_STORE_TIMEOUT_S)
+
         want_realtime = any(n in _REALTIME for n in names)
         want_batch = any(n not in _REALTIME for n in names)
         partition: dict[str, StoredRow] = {}
@@ -108,17 +113,19 @@ class UserFeatureReader:
         if want_batch:
             # Both tiers at once: the answer waits for the slower one, not for their sum.
             (snapshot, realtime_cached), (partition, partition_cached) = await asyncio.gather(
-                self._realtime_values(user_id, want_realtime, timeout),
-                self._partition(user_id, timeout, fresh=False),
+                self._realtime_values(user_id, want_realtime, timeout()),
+                self._partition(user_id, timeout(), fresh=False),
             )
         else:
-            snapshot, realtime_cached = await self._realtime_values(user_id, want_realtime, timeout)
+            snapshot, realtime_cached = await self._realtime_values(
+                user_id, want_realtime, timeout()
+            )
         redis_failed = want_realtime and snapshot is None
         if redis_failed and (partition_cached or not want_batch):
             # The durable copy of the real-time values stands in for Redis: read it fresh.
-            partition, partition_cached = await self._partition(user_id, timeout, fresh=True)
+            partition, partition_cached = await self._partition(user_id, timeout(), fresh=True)
         elif not want_batch and want_realtime and _incomplete(snapshot, names, now_ms):
-            partition, partition_cached = await self._partition(user_id, timeout, fresh=False)
+            partition, partition_cached = await self._partition(user_id, timeout(), fresh=False)
         served: dict[str, ServedFeature] = {}
         for name in names:
             found = None
@@ -173,7 +180,8 @@ class UserFeatureReader:
                 CACHE_LOOKUPS.labels(tier="memory", result="hit").inc()
                 return hit, True
             CACHE_LOOKUPS.labels(tier="memory", result="miss").inc()
-        if self.cassandra is None:
+        if self.cassandra is None:  # not connected (yet): as good as down
+            CACHE_LOOKUPS.labels(tier="cassandra", result="error").inc()
             return {}, False
         try:
             async with asyncio.timeout(limit_s):

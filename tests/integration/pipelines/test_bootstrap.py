@@ -99,7 +99,8 @@ async def test_events_to_fallback_lists(
     # As of the data's own latest event day, not today.
     assert report.as_of == D1
     assert list(report.seconds) == ["catch-up", "silver", "features", "training-set", "fallbacks"]
-    assert report.registered == {"fallbacks": "v0001"}
+    # The serving copy of the title features, published beside their Cassandra rows.
+    assert report.registered == {"fallbacks": "v0001", "title_features": "v0001"}
     assert any(line.startswith("[fallbacks] ") and " s: v0001" in line for line in lines)
 
     # Features for the day before each label day (D - 1, D) and the as-of day D + 1.

@@ -133,7 +133,12 @@ async def test_events_in_kafka_to_offline_recommendations(
         "models",
         "fallbacks",
     ]
-    assert report.registered == {"fallbacks": "v0001", "ranker": "v0001", "two_tower": "v0001"}
+    assert report.registered == {
+        "fallbacks": "v0001",
+        "ranker": "v0001",
+        "title_features": "v0001",
+        "two_tower": "v0001",
+    }
     catalog = load_catalog(settings.lake)
     assert read_table(catalog, settings.lake, TRAINING_EXAMPLES).num_rows > 0
     evaluation = read_table(catalog, settings.lake, GOLD_OFFLINE_EVALUATION).to_pylist()

@@ -79,3 +79,19 @@ async def test_pinned_versions_load_once_and_unknown_ones_are_not_found(tmp_path
         await pinned.get("v0099")
     assert caught.value.code is grpc.StatusCode.NOT_FOUND
     assert "toy has no version 'v0099'" in caught.value.message
+
+
+async def test_a_pinned_version_that_cannot_load_is_failed_precondition_once(
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    broken = _publish(registry, "broken", promote=False)
+    _publish(registry, "good")
+    current: CurrentVersion[str] = CurrentVersion(registry, NAME, _load, service="test")
+    await current.load_initial(timeout_s=1)
+    pinned = PinnedVersions(current, size=2)
+    for _ in range(2):  # the second answer comes from memory: no second load
+        with pytest.raises(RpcError) as caught:
+            await pinned.get(broken)
+        assert caught.value.code is grpc.StatusCode.FAILED_PRECONDITION
+        assert f"toy {broken} cannot be served: cannot load a broken model" in caught.value.message

@@ -14,7 +14,13 @@ from recsys_ranker.service import objective_weights
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [("", "is empty"), ("a b", "malformed"), ("x" * 129, "malformed"), ("é", "malformed")],
+    [
+        ("", "is empty"),
+        ("a b", "malformed"),
+        ("x" * 65, "malformed"),
+        ("é", "malformed"),
+        ("-u1", "malformed"),
+    ],
 )
 def test_a_bad_id_is_invalid_argument_saying_why(value: str, reason: str) -> None:
     with pytest.raises(RpcError) as caught:
@@ -79,3 +85,22 @@ def test_objective_weights_default_when_unset_and_refuse_negatives() -> None:
 def test_an_id_holding_a_newline_does_not_pass_as_two() -> None:
     with pytest.raises(RpcError, match=r"title_ids\[1\] 'b\\nc' is malformed"):
         check_ids(["a", "b\nc", "d"], "title_ids", limit=5)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("watch_hours_30d", common_pb2.FeatureValue(float64_value=float("nan"))),
+        (
+            "genre_affinity_vector",
+            common_pb2.FeatureValue(
+                float_vector_value=common_pb2.FloatVector(values=[0.1, float("inf")])
+            ),
+        ),
+    ],
+)
+def test_a_value_no_model_can_score_is_invalid_argument(
+    name: str, message: common_pb2.FeatureValue
+) -> None:
+    with pytest.raises(RpcError, match=f"feature {name}"):
+        feature_value(name, message)

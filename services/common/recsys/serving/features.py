@@ -7,6 +7,7 @@ value whose kind does not match the registry's dtype is a bad request (INVALID_A
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,8 +58,14 @@ def feature_value(name: str, message: common_pb2.FeatureValue) -> Any:
     if dtype is Dtype.STRING_LIST:
         return list(message.string_list_value.values)
     if dtype is Dtype.FLOAT_VECTOR:
-        return list(message.float_vector_value.values)
-    return getattr(message, kind)
+        vector = list(message.float_vector_value.values)
+        if not all(math.isfinite(x) for x in vector):
+            raise invalid(f"feature {name} holds a NaN or an infinity")
+        return vector
+    value = getattr(message, kind)
+    if dtype is Dtype.FLOAT64 and not math.isfinite(value):
+        raise invalid(f"feature {name} is {value}: a model cannot score it")
+    return value
 
 
 def user_columns(features: Mapping[str, common_pb2.Feature]) -> dict[str, list[Any]]:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -60,15 +62,17 @@ class Deadline:
 
 
 class _Cost:
-    """A running estimate of how long a method takes (exponentially weighted mean of its
-    successful calls): a call given less time than that is refused at once."""
+    """How long a method takes: the median of its last successful calls. A call given less
+    time than that is refused at once. A median, not a mean: one slow call (the first, a
+    pinned version's load, a store timeout) must not lock out the callers with short deadlines."""
 
-    def __init__(self, weight: float = 0.05) -> None:
+    def __init__(self, window: int = 64) -> None:
+        self._recent: deque[float] = deque(maxlen=window)
         self.seconds = 0.0
-        self._weight = weight
 
     def add(self, seconds: float) -> None:
-        self.seconds += self._weight * (seconds - self.seconds) if self.seconds else seconds
+        self._recent.append(seconds)
+        self.seconds = statistics.median(self._recent)
 
 
 def rpc(service: str, method: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:

@@ -32,7 +32,7 @@ HANDLED = Counter(
 )
 INFERENCE = latency_histogram(
     "recsys_model_inference_seconds",
-    "Time in the model itself (onnxruntime or FAISS) per call.",
+    "Time per call in a model (onnxruntime, FAISS) with the inputs it builds for the call.",
     ["service", "model"],
     buckets=CALL_BUCKETS,
 )

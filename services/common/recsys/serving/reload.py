@@ -19,14 +19,16 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import grpc
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from recsys.log import get_logger
 from recsys.models.registry import ModelRegistry, ModelVersion, RegistryError
 from recsys.serving.errors import RpcError, not_found
 from recsys.serving.metrics import LOADED_VERSION, RELOADS
 
-__all__ = ["CurrentVersion", "PinnedVersions"]
+__all__ = ["FAILED_VERSION_TTL_S", "CurrentVersion", "PinnedVersions"]
+
+FAILED_VERSION_TTL_S = 60.0
 
 log = get_logger(__name__)
 
@@ -65,19 +67,22 @@ class CurrentVersion(Generic[T]):
         """Wait for a current version (the pipelines may still be publishing) and load it;
         TimeoutError with the reason after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        reason = "no current version yet"
+        reason, logged = "no current version yet", ""
         while True:
             try:
                 if await self.refresh():
                     return
-            except (RegistryError, ValueError, OSError) as exc:
-                reason = str(exc)
+            except Exception as exc:  # any load failure: the pipelines may publish a good one
+                reason = str(exc) or type(exc).__name__
                 self._refused = None  # before SERVING, keep trying: it may be republished
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"no loadable {self.name} in {self.registry.root} after {timeout_s:g} s: "
                     f"{reason}"
                 )
+            if reason != logged:  # once per reason, not once per poll
+                log.info("waiting for a version", model=self.name, reason=reason[:200])
+                logged = reason
             await asyncio.sleep(poll_s)
 
     async def refresh(self) -> bool:
@@ -86,13 +91,15 @@ class CurrentVersion(Generic[T]):
         token = await asyncio.to_thread(self.registry.current_token, self.name)
         if token is None or token in (self.version, self._refused):
             return self._value is not None
+        attempted = token
         try:
             version = await asyncio.to_thread(self.registry.current, self.name)
             if version is None:
                 return self._value is not None
+            attempted = version.version  # the pointer may have moved since the token was read
             value = await asyncio.to_thread(self._load, version)
         except Exception:
-            self._refused = token
+            self._refused = attempted
             RELOADS.labels(service=self._service, model=self.name, result="error").inc()
             raise
         previous, self._value, self.version = self.version, value, version.version
@@ -126,6 +133,8 @@ class PinnedVersions(Generic[T]):
         self._current = current
         self._cache: LRUCache[str, T] = LRUCache(maxsize=size)
         self._loading: dict[str, asyncio.Task[T]] = {}
+        # A version that could not be served is not loaded again on every call for a while.
+        self._failed: TTLCache[str, RpcError] = TTLCache(maxsize=64, ttl=FAILED_VERSION_TTL_S)
 
     async def get(self, version: str) -> tuple[str, T]:
         """(version id, loaded value); "" means current. NOT_FOUND for an unknown version."""
@@ -135,6 +144,9 @@ class PinnedVersions(Generic[T]):
         found = self._cache.get(version)
         if found is not None:
             return version, found
+        failed = self._failed.get(version)
+        if failed is not None:
+            raise failed
         task = self._loading.get(version)
         if task is None:
             task = asyncio.create_task(self._fetch(version))
@@ -143,11 +155,30 @@ class PinnedVersions(Generic[T]):
         return version, await asyncio.shield(task)
 
     async def _fetch(self, version: str) -> T:
+        try:
+            value = await self._load(version)
+        except RpcError as exc:
+            self._failed[version] = exc
+            raise
+        self._cache[version] = value
+        return value
+
+    async def _load(self, version: str) -> T:
         registry, name = self._current.registry, self._current.name
         try:
             found = await asyncio.to_thread(registry.get, name, version)
         except RegistryError as exc:
-            raise not_found(str(exc)) from None
-        value = await asyncio.to_thread(self._current.load_version, found)
-        self._cache[version] = value
-        return value
+            if version not in await asyncio.to_thread(registry.version_ids, name):
+                raise not_found(str(exc)) from None
+            raise _unusable(name, version, exc) from None  # there, but its files do not check
+        try:
+            return await asyncio.to_thread(self._current.load_version, found)
+        except Exception as exc:
+            raise _unusable(name, version, exc) from None
+
+
+def _unusable(name: str, version: str, error: Exception) -> RpcError:
+    reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
+    return RpcError(
+        grpc.StatusCode.FAILED_PRECONDITION, f"{name} {version} cannot be served: {reason}"
+    )

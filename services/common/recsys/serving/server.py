@@ -65,7 +65,11 @@ async def serve(
         serve_metrics(metrics_port)
     except OSError as exc:
         raise SystemExit(f"{name}: cannot serve /metrics on port {metrics_port}: {exc}") from None
-    server = grpc.aio.server(maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
+    server = grpc.aio.server(
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        # gRPC sets SO_REUSEPORT by default: a second server on the port would share it silently.
+        options=[("grpc.so_reuseport", 0)],
+    )
     app.register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -88,15 +92,15 @@ async def serve(
         loop.add_signal_handler(sig, stopping.set)
 
     background: asyncio.Task[None] | None = None
-    starting = asyncio.create_task(asyncio.wait_for(app.start(), settings.startup_timeout_s))
+    # app.start() bounds its own waits by settings.startup_timeout_s and says what it waited for.
+    starting = asyncio.create_task(app.start())
     stop_wait = asyncio.create_task(stopping.wait())
     await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
     if starting.done():
         error = starting.exception()
         if error is not None:
             await server.stop(0)
-            reason = "timed out" if isinstance(error, TimeoutError) else str(error)
-            raise SystemExit(f"{name}: could not start: {reason or type(error).__name__}")
+            raise SystemExit(f"{name}: could not start: {error or type(error).__name__}")
         for service in ("", *names):
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
         READY.labels(service=name).set(1)

@@ -53,7 +53,9 @@ class GetUserFeaturesResponse(_message.Message):
     REALTIME_UNAVAILABLE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     realtime_unavailable: _builtins.bool
-    """True when the real-time tier could not be read and only batch values were served."""
+    """True when Redis (the real-time tier) could not be read: real-time values then come from the
+    durable copy in Cassandra (seconds older), or are defaults when that is unreadable too.
+    """
     @_builtins.property
     def features(self) -> _common_pb2.FeatureSet: ...
     def __init__(
@@ -109,10 +111,10 @@ class GetTitleFeaturesResponse(_message.Message):
     TABLE_VERSION_FIELD_NUMBER: _builtins.int
     age_ms: _builtins.int
     """Milliseconds between the end of the feature date the table was computed for and the moment
-    it was served; -1 when no table is loaded (every value a default).
+    it was served.
     """
     table_version: _builtins.str
-    """Registry version of the title feature table that served ("" when none is loaded)."""
+    """Registry version of the title feature table that served."""
     @_builtins.property
     def title_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property

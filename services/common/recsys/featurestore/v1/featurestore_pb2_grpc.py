@@ -63,7 +63,8 @@ class FeatureStoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTitleFeatures(self, request, context):
-        """Features of many titles in one call (the candidates of one request): one store round trip.
+        """Features of many titles in one call (the candidates of one request), from a table held in
+        memory: no store round trip at all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,7 +39,9 @@ class FeatureStoreServiceStub:
     GetUserFeatures: _grpc.UnaryUnaryMultiCallable[_featurestore_pb2.GetUserFeaturesRequest, _featurestore_pb2.GetUserFeaturesResponse]
     """One member's real-time and batch features in one call."""
     GetTitleFeatures: _grpc.UnaryUnaryMultiCallable[_featurestore_pb2.GetTitleFeaturesRequest, _featurestore_pb2.GetTitleFeaturesResponse]
-    """Features of many titles in one call (the candidates of one request): one store round trip."""
+    """Features of many titles in one call (the candidates of one request), from a table held in
+    memory: no store round trip at all.
+    """
 
 @_typing.type_check_only
 class FeatureStoreServiceAsyncStub(FeatureStoreServiceStub):
@@ -52,7 +54,9 @@ class FeatureStoreServiceAsyncStub(FeatureStoreServiceStub):
     GetUserFeatures: _aio.UnaryUnaryMultiCallable[_featurestore_pb2.GetUserFeaturesRequest, _featurestore_pb2.GetUserFeaturesResponse]  # type: ignore[assignment]
     """One member's real-time and batch features in one call."""
     GetTitleFeatures: _aio.UnaryUnaryMultiCallable[_featurestore_pb2.GetTitleFeaturesRequest, _featurestore_pb2.GetTitleFeaturesResponse]  # type: ignore[assignment]
-    """Features of many titles in one call (the candidates of one request): one store round trip."""
+    """Features of many titles in one call (the candidates of one request), from a table held in
+    memory: no store round trip at all.
+    """
 
 class FeatureStoreServiceServicer(metaclass=_abc_1.ABCMeta):
     """Serves user and title features from the tiered online store (process cache, Redis, Cassandra).
@@ -74,6 +78,8 @@ class FeatureStoreServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _featurestore_pb2.GetTitleFeaturesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_featurestore_pb2.GetTitleFeaturesResponse, _abc.Awaitable[_featurestore_pb2.GetTitleFeaturesResponse]]:
-        """Features of many titles in one call (the candidates of one request): one store round trip."""
+        """Features of many titles in one call (the candidates of one request), from a table held in
+        memory: no store round trip at all.
+        """
 
 def add_FeatureStoreServiceServicer_to_server(servicer: FeatureStoreServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

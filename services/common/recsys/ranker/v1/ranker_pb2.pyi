@@ -33,6 +33,7 @@ class RankRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     country: _builtins.str
+    """Not read by the ranker today (candidates already filtered by country)."""
     model_version: _builtins.str
     """From the experiment variant; empty means "current"."""
     limit: _builtins.int
@@ -80,7 +81,9 @@ class RankResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     degraded: _builtins.bool
-    """True when the cheaper ranking served (ladder level 1)."""
+    """True when the cheaper ranking served (ladder level 1). Always false today: the API (planned)
+    chooses level 1 by not calling the full ranker.
+    """
     @_builtins.property
     def title_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Best first. Parallel arrays: scores[i] = V for title_ids[i], and its three task heads."""
