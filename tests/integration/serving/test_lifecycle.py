@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recsys.candidates.v1 import candidates_pb2 as cpb
 from recsys.candidates.v1 import candidates_pb2_grpc as cgrpc
 from recsys.features.title_table import TITLE_FEATURES_MODEL
+from recsys.infra.services import GrpcService
 from recsys.models import ModelRegistry
 from recsys.models.inference import Ranker
 from recsys.ranker.v1 import ranker_pb2 as rpb
@@ -223,3 +224,27 @@ async def test_not_serving_until_the_models_are_there(platform: Platform, tmp_pa
         candidates.wait_serving(timeout_s=30)
     finally:
         candidates.terminate()
+
+
+async def test_status_shows_health_and_the_versions_served(
+    platform: Platform, services: dict[str, ServingProcess]
+) -> None:
+    """What `recsys services status` prints for a serving service: its health probe and the
+    registry versions its /metrics says it serves."""
+    process = services["candidates"]
+    port = int(process.address.rsplit(":", 1)[1])
+    settings = platform.settings.model_copy(
+        update={
+            "candidates": platform.settings.candidates.model_copy(
+                update={"port": port, "metrics_port": process.metrics_port}
+            )
+        }
+    )
+    service = GrpcService(settings, "candidates")
+    await service.probe()  # SERVING, or it raises
+    served = await service.detail()
+    expected = {
+        f"{name} {platform.registry.current_token(name)}"
+        for name in ("two_tower", TITLE_FEATURES_MODEL)
+    }
+    assert set(served.split(", ")) == expected
