@@ -22,6 +22,7 @@ from recsys.topics import DEAD_LETTERS, EVENTS, LATE_EVENTS, SESSIONS
 __all__ = [
     "CandidatesSettings",
     "CassandraSettings",
+    "ExperimentsSettings",
     "FeatureStoreSettings",
     "FeaturesSettings",
     "InfraSettings",
@@ -601,6 +602,17 @@ class RankerSettings(BaseModel):
         return f"{self.host}:{self.port}"
 
 
+class ExperimentsSettings(BaseModel):
+    """Experiments (services/experiments); docs/experiments.md."""
+
+    config: Path = Field(
+        default_factory=lambda: (
+            repo_root() / "services" / "experiments" / "config" / "experiments.yaml"
+        ),
+        description="The experiments configuration (YAML; a ConfigMap in Kubernetes).",
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -635,6 +647,7 @@ class Settings(BaseSettings):
     featurestore: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
     candidates: CandidatesSettings = Field(default_factory=CandidatesSettings)
     ranker: RankerSettings = Field(default_factory=RankerSettings)
+    experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
