@@ -18,7 +18,7 @@ help: ## List the targets
 
 up: venv infra-up bootstrap services-up ## Set up everything and run it (virtualenv, infrastructure, schemas, services; data and models on the first run)
 	$(RECSYS) pipeline first-run $(FIRST_RUN_ARGS)
-	$(RECSYS) services up featurestore candidates ranker
+	$(RECSYS) services up featurestore candidates ranker experiments
 	@$(RECSYS) infra status
 	@$(RECSYS) services status
 	@echo

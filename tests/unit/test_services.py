@@ -266,6 +266,8 @@ def test_endpoint_lines_name_every_service(tmp_path: Path) -> None:
         "Metrics:     http://127.0.0.1:9202/metrics  (candidates)",
         "gRPC:        127.0.0.1:50053  (ranker; docs/serving.md)",
         "Metrics:     http://127.0.0.1:9203/metrics  (ranker)",
+        "gRPC:        127.0.0.1:50054  (experiments; docs/serving.md)",
+        "Metrics:     http://127.0.0.1:9204/metrics  (experiments)",
     ]
     private = s.model_copy(update={"ingest": IngestSettings(api_keys="secret")})
     assert (

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.event_time import MAX_CLOCK_SKEW
-from recsys.topics import DEAD_LETTERS, EVENTS, LATE_EVENTS, SESSIONS
+from recsys.topics import DEAD_LETTERS, EVENTS, EXPOSURES, LATE_EVENTS, SESSIONS
 
 __all__ = [
     "CandidatesSettings",
@@ -611,6 +611,37 @@ class ExperimentsSettings(BaseModel):
         ),
         description="The experiments configuration (YAML; a ConfigMap in Kubernetes).",
     )
+    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
+    port: int = Field(default=50054, ge=1, le=65535)
+    metrics_port: int = Field(default=9204, ge=1, le=65535)
+    config_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often the configuration file is checked for a change (a new version "
+        "is validated first; a bad one leaves the running one serving).",
+    )
+    exposures_topic: str = Field(
+        default=EXPOSURES.name, min_length=1, description="Where every exposure goes."
+    )
+    exposure_queue: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Exposures waiting for Kafka or Cassandra; beyond it new ones are dropped "
+        "and counted (a store outage never slows an answer).",
+    )
+    recorded_members: int = Field(
+        default=200_000,
+        ge=1,
+        le=10_000_000,
+        description="(member, experiment) pairs this process remembers having recorded a first "
+        "exposure for, so it does not ask Cassandra again (least recently used leave first).",
+    )
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class LogSettings(BaseModel):

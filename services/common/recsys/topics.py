@@ -15,6 +15,7 @@ from typing import Literal
 __all__ = [
     "DEAD_LETTERS",
     "EVENTS",
+    "EXPOSURES",
     "LATE_EVENTS",
     "SERVED_RECOMMENDATIONS",
     "SESSIONS",
@@ -93,10 +94,22 @@ SERVED_RECOMMENDATIONS = TopicSpec(
     value="served recommendation record",
 )
 
+EXPOSURES = TopicSpec(
+    name="recsys.experiments.exposures.v1",
+    partitions=6,
+    retention=timedelta(days=30),
+    cleanup_policy="delete",
+    description="Every experiment assignment the experiments service served (one record per "
+    "member and experiment per call), for A/B metrics.",
+    key="user_id (UTF-8)",
+    value="recsys.experiments.v1.ExposureEvent (protobuf)",
+)
+
 TOPICS: tuple[TopicSpec, ...] = (
     EVENTS,
     LATE_EVENTS,
     DEAD_LETTERS,
     SESSIONS,
     SERVED_RECOMMENDATIONS,
+    EXPOSURES,
 )

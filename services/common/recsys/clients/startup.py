@@ -9,7 +9,7 @@ its StatefulSets) retries instead of crashing:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from tenacity import (
@@ -23,7 +23,7 @@ from tenacity import (
 
 from recsys.log import get_logger
 
-__all__ = ["connect_in_background", "retry_until"]
+__all__ = ["connect_in_background", "keep_trying", "retry_until"]
 
 log = get_logger(__name__)
 
@@ -56,13 +56,23 @@ def retry_until(name: str, attempt: Callable[[], T], timeout_s: float) -> T:
     return retrying(attempt)
 
 
-async def connect_in_background(name: str, connect: Callable[[], T]) -> T:
-    """``connect()`` (blocking, bounded by its own timeout) in a worker thread until it returns,
-    backing off up to 10 s, for as long as it takes; cancel the task to give up."""
+async def keep_trying(name: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """``await attempt()`` until it returns, backing off up to 10 s, for as long as it takes;
+    cancel the task to give up."""
     retrying = AsyncRetrying(
         wait=wait_exponential(multiplier=0.5, max=10),
         stop=stop_never,
         before_sleep=_waiting(name),
         reraise=True,
     )
-    return await retrying(asyncio.to_thread, connect)
+
+    async def once() -> T:  # a coroutine function, which AsyncRetrying awaits
+        return await attempt()
+
+    return await retrying(once)
+
+
+async def connect_in_background(name: str, connect: Callable[[], T]) -> T:
+    """``connect()`` (blocking, bounded by its own timeout) in a worker thread until it returns,
+    as :func:`keep_trying` does."""
+    return await keep_trying(name, lambda: asyncio.to_thread(connect))

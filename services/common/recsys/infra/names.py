@@ -19,5 +19,5 @@ FEATURES_GROUP = "features"  # stands for the feature workers features-1 ... fea
 SERVER_NAMES = ("kafka", "cassandra", "redis")
 # The stream services, then the gRPC serving services (which need the pipelines' models).
 STREAM_SERVICE_NAMES = ("ingest", FEATURES_GROUP, "bronze")
-SERVING_SERVICE_NAMES = ("featurestore", "candidates", "ranker")
+SERVING_SERVICE_NAMES = ("featurestore", "candidates", "ranker", "experiments")
 SERVICE_NAMES = (*STREAM_SERVICE_NAMES, *SERVING_SERVICE_NAMES)

@@ -250,7 +250,7 @@ class GrpcService(Server):
             raise InfraError(f"{self.name} not ready: health says {state}")
 
     async def detail(self) -> str:
-        """The registry versions it serves, from its ``/metrics`` (e.g. ``two_tower v0003``)."""
+        """What it serves, from its ``/metrics`` (e.g. ``two_tower v0003``, ``config 2026-1``)."""
         from prometheus_client.parser import text_string_to_metric_families
 
         try:
@@ -259,10 +259,13 @@ class GrpcService(Server):
             return ""
         if status != 200:
             return ""
+        # The registry versions served, and the experiments configuration's version.
+        shown = {"recsys_serving_model_version": "{model} {version}"}
+        shown["recsys_experiments_config_version"] = "config {version}"
         versions = [
-            f"{s.labels['model']} {s.labels['version']}"
+            shown[family.name].format(**s.labels)
             for family in text_string_to_metric_families(body)
-            if family.name == "recsys_serving_model_version"
+            if family.name in shown
             for s in family.samples
             if s.value == 1
         ]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from recsys.common.v1 import common_pb2 as recsys_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'recsys/experiments/v1/experiments.proto\x12\x15recsys.experiments.v1\x1a\x1drecsys/common/v1/common.proto\"I\n\x15GetAssignmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\"\xc1\x01\n\nAssignment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\r\n\x05layer\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\r\x12=\n\x06params\x18\x05 \x03(\x0b\x32-.recsys.experiments.v1.Assignment.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\rServingConfig\x12 \n\x18\x63\x61ndidates_model_version\x18\x01 \x01(\t\x12\x1c\n\x14ranker_model_version\x18\x02 \x01(\t\x12\x33\n\x07weights\x18\x03 \x01(\x0b\x32\".recsys.common.v1.ObjectiveWeights\"\xb0\x01\n\x16GetAssignmentsResponse\x12\x36\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32!.recsys.experiments.v1.Assignment\x12\x0f\n\x07holdout\x18\x02 \x01(\x08\x12\x35\n\x07serving\x18\x03 \x01(\x0b\x32$.recsys.experiments.v1.ServingConfig\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\t2\x83\x01\n\x12\x45xperimentsService\x12m\n\x0eGetAssignments\x12,.recsys.experiments.v1.GetAssignmentsRequest\x1a-.recsys.experiments.v1.GetAssignmentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'recsys/experiments/v1/experiments.proto\x12\x15recsys.experiments.v1\x1a\x1drecsys/common/v1/common.proto\"I\n\x15GetAssignmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\"\xc1\x01\n\nAssignment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\r\n\x05layer\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\r\x12=\n\x06params\x18\x05 \x03(\x0b\x32-.recsys.experiments.v1.Assignment.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdd\x01\n\rServingConfig\x12 \n\x18\x63\x61ndidates_model_version\x18\x01 \x01(\t\x12\x1c\n\x14ranker_model_version\x18\x02 \x01(\t\x12\x33\n\x07weights\x18\x03 \x01(\x0b\x32\".recsys.common.v1.ObjectiveWeights\x12\x12\n\ncandidates\x18\x04 \x01(\r\x12\x11\n\tdiversity\x18\x05 \x01(\x02\x12\x19\n\x11new_release_boost\x18\x06 \x01(\x02\x12\x15\n\rmax_per_genre\x18\x07 \x01(\r\"\xb0\x01\n\x16GetAssignmentsResponse\x12\x36\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32!.recsys.experiments.v1.Assignment\x12\x0f\n\x07holdout\x18\x02 \x01(\x08\x12\x35\n\x07serving\x18\x03 \x01(\x0b\x32$.recsys.experiments.v1.ServingConfig\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\t\"\x96\x01\n\rExposureEvent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\x0f\n\x07variant\x18\x04 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x05 \x01(\r\x12\x16\n\x0e\x63onfig_version\x18\x06 \x01(\t\x12\x15\n\rexposed_at_ms\x18\x07 \x01(\x03\x32\x83\x01\n\x12\x45xperimentsService\x12m\n\x0eGetAssignments\x12,.recsys.experiments.v1.GetAssignmentsRequest\x1a-.recsys.experiments.v1.GetAssignmentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,9 +41,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSIGNMENT_PARAMSENTRY']._serialized_start=321
   _globals['_ASSIGNMENT_PARAMSENTRY']._serialized_end=366
   _globals['_SERVINGCONFIG']._serialized_start=369
-  _globals['_SERVINGCONFIG']._serialized_end=501
-  _globals['_GETASSIGNMENTSRESPONSE']._serialized_start=504
-  _globals['_GETASSIGNMENTSRESPONSE']._serialized_end=680
-  _globals['_EXPERIMENTSSERVICE']._serialized_start=683
-  _globals['_EXPERIMENTSSERVICE']._serialized_end=814
+  _globals['_SERVINGCONFIG']._serialized_end=590
+  _globals['_GETASSIGNMENTSRESPONSE']._serialized_start=593
+  _globals['_GETASSIGNMENTSRESPONSE']._serialized_end=769
+  _globals['_EXPOSUREEVENT']._serialized_start=772
+  _globals['_EXPOSUREEVENT']._serialized_end=922
+  _globals['_EXPERIMENTSSERVICE']._serialized_start=925
+  _globals['_EXPERIMENTSSERVICE']._serialized_end=1056
 # @@protoc_insertion_point(module_scope)

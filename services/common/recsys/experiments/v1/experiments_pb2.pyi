@@ -106,8 +106,20 @@ class ServingConfig(_message.Message):
     CANDIDATES_MODEL_VERSION_FIELD_NUMBER: _builtins.int
     RANKER_MODEL_VERSION_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    DIVERSITY_FIELD_NUMBER: _builtins.int
+    NEW_RELEASE_BOOST_FIELD_NUMBER: _builtins.int
+    MAX_PER_GENRE_FIELD_NUMBER: _builtins.int
     candidates_model_version: _builtins.str
     ranker_model_version: _builtins.str
+    candidates: _builtins.int
+    """Candidates to retrieve and rank."""
+    diversity: _builtins.float
+    """Post-ranking: share of the list re-ordered for genre diversity (0-1)."""
+    new_release_boost: _builtins.float
+    """Post-ranking: score added to titles released in the last 90 days (0-1)."""
+    max_per_genre: _builtins.int
+    """Post-ranking: most titles of one primary genre in the list."""
     @_builtins.property
     def weights(self) -> _common_pb2.ObjectiveWeights: ...
     def __init__(
@@ -116,10 +128,14 @@ class ServingConfig(_message.Message):
         candidates_model_version: _builtins.str = ...,
         ranker_model_version: _builtins.str = ...,
         weights: _common_pb2.ObjectiveWeights | None = ...,
+        candidates: _builtins.int = ...,
+        diversity: _builtins.float = ...,
+        new_release_boost: _builtins.float = ...,
+        max_per_genre: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates_model_version", b"candidates_model_version", "ranker_model_version", b"ranker_model_version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "candidates_model_version", b"candidates_model_version", "diversity", b"diversity", "max_per_genre", b"max_per_genre", "new_release_boost", b"new_release_boost", "ranker_model_version", b"ranker_model_version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -156,3 +172,45 @@ class GetAssignmentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetAssignmentsResponse: _TypeAlias = GetAssignmentsResponse  # noqa: Y015
+
+@_typing.final
+class ExposureEvent(_message.Message):
+    """One member served one experiment's variant: the value of every record of the exposures topic
+    (recsys.topics.EXPOSURES), keyed by user_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    LAYER_FIELD_NUMBER: _builtins.int
+    VARIANT_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    EXPOSED_AT_MS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    experiment_id: _builtins.str
+    layer: _builtins.str
+    variant: _builtins.str
+    bucket: _builtins.int
+    config_version: _builtins.str
+    exposed_at_ms: _builtins.int
+    """When the assignment was served, milliseconds since the epoch (UTC)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        experiment_id: _builtins.str = ...,
+        layer: _builtins.str = ...,
+        variant: _builtins.str = ...,
+        bucket: _builtins.int = ...,
+        config_version: _builtins.str = ...,
+        exposed_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "config_version", b"config_version", "experiment_id", b"experiment_id", "exposed_at_ms", b"exposed_at_ms", "layer", b"layer", "user_id", b"user_id", "variant", b"variant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExposureEvent: _TypeAlias = ExposureEvent  # noqa: Y015
