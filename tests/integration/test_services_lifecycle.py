@@ -332,8 +332,10 @@ def _wait_running(settings: Settings, name: str, *, not_pid: int) -> manager.Ser
 
 
 def _killed(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    psutil.wait_procs([psutil.Process(pid)], timeout=10)
+    # The handle first: once killed, the supervisor may reap the pid before psutil looks it up.
+    process = psutil.Process(pid)
+    process.send_signal(signal.SIGKILL)
+    psutil.wait_procs([process], timeout=10)
 
 
 def test_a_service_that_dies_is_restarted_with_backoff_and_down_leaves_nothing(
