@@ -8,7 +8,6 @@ the answer holds ``limit`` titles whenever the catalog has that many allowed one
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import grpc
@@ -21,7 +20,7 @@ from recsys.features.title_table import TITLE_FEATURES_MODEL, TitleFeatureTable
 from recsys.models.inference import Retrieval
 from recsys.models.registry import ModelRegistry, ModelVersion
 from recsys.models.vectorize import HISTORY_FEATURE, vectorize_users
-from recsys.serving.errors import check_id, check_ids, invalid
+from recsys.serving.errors import check_country, check_id, check_ids, invalid
 from recsys.serving.features import user_columns
 from recsys.serving.handler import Deadline, rpc
 from recsys.serving.inference import infer
@@ -33,7 +32,6 @@ __all__ = ["CandidatesApp", "CandidatesServicer"]
 
 SERVICE = "candidates"
 MODEL = "two_tower"
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _EMBED = INFERENCE.labels(service=SERVICE, model="user_tower")
 _SEARCH = INFERENCE.labels(service=SERVICE, model="faiss")
 
@@ -59,10 +57,7 @@ class CandidatesServicer(pb_grpc.CandidatesServiceServicer):
         self, request: pb.GetCandidatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCandidatesResponse:
         check_id(request.user_id, "user_id")
-        if not _COUNTRY.match(request.country):
-            raise invalid(
-                f"country {request.country!r} is not an ISO 3166-1 alpha-2 code (two capitals)"
-            )
+        check_country(request.country)
         limit = request.limit or self._settings.default_limit
         if limit > self._settings.max_limit:
             raise invalid(f"limit {limit} is above the maximum {self._settings.max_limit}")
@@ -104,7 +99,7 @@ class CandidatesApp:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        registry = ModelRegistry(settings.models.root, history=settings.models.pointer_history)
+        registry = ModelRegistry.from_settings(settings.models)
         threads = settings.serving.onnx_threads
 
         def load_retrieval(version: ModelVersion) -> Retrieval:

@@ -25,6 +25,7 @@ __all__ = [
     "ExperimentsSettings",
     "FeatureStoreSettings",
     "FeaturesSettings",
+    "GrpcServiceSettings",
     "InfraSettings",
     "IngestSettings",
     "KafkaSettings",
@@ -522,10 +523,21 @@ class ServingSettings(BaseModel):
     )
 
 
-class FeatureStoreSettings(BaseModel):
-    """The feature store service (services/featurestore); docs/featurestore.md."""
+class GrpcServiceSettings(BaseModel):
+    """Where a gRPC service listens: each service's section sets its own default ports."""
 
     host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
+    port: int = Field(ge=1, le=65535)
+    metrics_port: int = Field(ge=1, le=65535, description="Its /metrics listener.")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class FeatureStoreSettings(GrpcServiceSettings):
+    """The feature store service (services/featurestore); docs/featurestore.md."""
+
     port: int = Field(default=50051, ge=1, le=65535)
     metrics_port: int = Field(default=9201, ge=1, le=65535)
     realtime_cache_ttl_s: float = Field(
@@ -551,15 +563,10 @@ class FeatureStoreSettings(BaseModel):
         default=1000, ge=1, le=100_000, description="Titles one GetTitleFeatures call may ask for."
     )
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
-
-class CandidatesSettings(BaseModel):
+class CandidatesSettings(GrpcServiceSettings):
     """The candidates service (services/candidates); docs/candidates.md."""
 
-    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
     port: int = Field(default=50052, ge=1, le=65535)
     metrics_port: int = Field(default=9202, ge=1, le=65535)
     default_limit: int = Field(
@@ -576,15 +583,10 @@ class CandidatesSettings(BaseModel):
         description="Non-current two-tower versions (pinned by experiments) kept loaded.",
     )
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
-
-class RankerSettings(BaseModel):
+class RankerSettings(GrpcServiceSettings):
     """The ranker service (services/ranker); docs/ranker.md."""
 
-    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
     port: int = Field(default=50053, ge=1, le=65535)
     metrics_port: int = Field(default=9203, ge=1, le=65535)
     max_candidates: int = Field(
@@ -597,12 +599,8 @@ class RankerSettings(BaseModel):
         description="Non-current ranker versions (pinned by experiments) kept loaded.",
     )
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
-
-class ExperimentsSettings(BaseModel):
+class ExperimentsSettings(GrpcServiceSettings):
     """Experiments (services/experiments); docs/experiments.md."""
 
     config: Path = Field(
@@ -611,7 +609,6 @@ class ExperimentsSettings(BaseModel):
         ),
         description="The experiments configuration (YAML; a ConfigMap in Kubernetes).",
     )
-    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
     port: int = Field(default=50054, ge=1, le=65535)
     metrics_port: int = Field(default=9204, ge=1, le=65535)
     config_check_s: float = Field(
@@ -638,10 +635,6 @@ class ExperimentsSettings(BaseModel):
         description="(member, experiment) pairs this process remembers having recorded a first "
         "exposure for, so it does not ask Cassandra again (least recently used leave first).",
     )
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 class LogSettings(BaseModel):

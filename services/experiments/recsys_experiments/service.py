@@ -15,7 +15,7 @@ from recsys.common.v1 import common_pb2
 from recsys.config import Settings
 from recsys.experiments.v1 import experiments_pb2 as pb
 from recsys.experiments.v1 import experiments_pb2_grpc as pb_grpc
-from recsys.serving.errors import check_id, invalid
+from recsys.serving.errors import check_country, check_id, invalid
 from recsys.serving.handler import rpc
 from recsys_experiments.assignment import Assignments, assign
 from recsys_experiments.exposures import ExposureLog
@@ -24,7 +24,6 @@ from recsys_experiments.live_config import LiveConfig
 __all__ = ["ExperimentsApp", "ExperimentsServicer", "response_of"]
 
 SERVICE = "experiments"
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _DEVICE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -66,10 +65,7 @@ class ExperimentsServicer(pb_grpc.ExperimentsServiceServicer):
         self, request: pb.GetAssignmentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetAssignmentsResponse:
         user_id = check_id(request.user_id, "user_id")
-        if not _COUNTRY.match(request.country):
-            raise invalid(
-                f"country {request.country!r} is not an ISO 3166-1 alpha-2 code (two capitals)"
-            )
+        check_country(request.country)
         if not _DEVICE.match(request.device):
             raise invalid(f"device {request.device!r} is not a device name (e.g. tv, mobile)")
         result = assign(self._config.get(), user_id, country=request.country, device=request.device)

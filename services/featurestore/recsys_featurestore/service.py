@@ -16,7 +16,7 @@ from recsys.config import Settings
 from recsys.features.title_table import TITLE_FEATURES_MODEL, TitleFeatureTable
 from recsys.featurestore.v1 import featurestore_pb2 as pb
 from recsys.featurestore.v1 import featurestore_pb2_grpc as pb_grpc
-from recsys.models.registry import ModelRegistry
+from recsys.models.registry import ModelRegistry, ModelVersion
 from recsys.serving.errors import check_id, check_ids, invalid
 from recsys.serving.features import feature_message
 from recsys.serving.handler import Deadline, rpc
@@ -81,16 +81,13 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
         titles = self._titles.get()  # one reference for the whole call: a swap cannot split it
         columns, _ = titles.columns(ids, names)
         table = titles.table
-        age = -1 if table.event_time_ms < 0 else max(0, _now_ms() - table.event_time_ms)
+        age = max(0, _now_ms() - table.event_time_ms)
         return pb.GetTitleFeaturesResponse(
             title_ids=ids, columns=columns, age_ms=age, table_version=table.version
         )
 
 
-def _load_titles(version: object) -> TitleColumns:
-    from recsys.models.registry import ModelVersion
-
-    assert isinstance(version, ModelVersion)
+def _load_titles(version: ModelVersion) -> TitleColumns:
     return TitleColumns.of(TitleFeatureTable.load(version))
 
 
@@ -99,7 +96,7 @@ class FeatureStoreApp:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        registry = ModelRegistry(settings.models.root, history=settings.models.pointer_history)
+        registry = ModelRegistry.from_settings(settings.models)
         self.titles: CurrentVersion[TitleColumns] = CurrentVersion(
             registry, TITLE_FEATURES_MODEL, _load_titles, service=SERVICE
         )

@@ -52,6 +52,18 @@ log = get_logger(__name__)
 ALL_USER_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES.select(entity=Entity.USER))
 _REALTIME = frozenset(USER_FEATURES)
 _TTL_MS = {name: ttl_seconds(name) * 1000 for name in USER_FEATURES}
+# The lookup counters, bound once: `.labels()` on every lookup of every call costs ~2 us each.
+_LOOKUPS = {
+    (tier, result): CACHE_LOOKUPS.labels(tier=tier, result=result)
+    for tier in ("memory", "redis", "cassandra")
+    for result in ("hit", "miss", "error")
+}
+
+
+def _lookup(tier: str, result: str) -> None:
+    _LOOKUPS[tier, result].inc()
+
+
 # Bounds one store call when the caller sent no deadline.
 _STORE_TIMEOUT_S = 0.5
 
@@ -150,21 +162,19 @@ class UserFeatureReader:
         if cache is not None:
             hit = cache.get(user_id)
             if hit is not None:
-                CACHE_LOOKUPS.labels(tier="memory", result="hit").inc()
+                _lookup("memory", "hit")
                 return hit, True
-            CACHE_LOOKUPS.labels(tier="memory", result="miss").inc()
+            _lookup("memory", "miss")
         if self._redis is None:
             return None, False
         try:
             async with asyncio.timeout(limit_s):
                 snapshot = await read_redis_user(self._redis, self._prefix, user_id)
         except Exception as exc:  # ConnectionError, TimeoutError, ...: degrade, never fail
-            CACHE_LOOKUPS.labels(tier="redis", result="error").inc()
+            _lookup("redis", "error")
             log.debug("redis read failed", error=repr(exc))
             return None, False
-        CACHE_LOOKUPS.labels(
-            tier="redis", result="hit" if snapshot.event_time_ms is not None else "miss"
-        ).inc()
+        _lookup("redis", "hit" if snapshot.event_time_ms is not None else "miss")
         if cache is not None:
             cache[user_id] = snapshot
         return snapshot, False
@@ -177,20 +187,20 @@ class UserFeatureReader:
         if cache is not None and not fresh:
             hit = cache.get(user_id)
             if hit is not None:
-                CACHE_LOOKUPS.labels(tier="memory", result="hit").inc()
+                _lookup("memory", "hit")
                 return hit, True
-            CACHE_LOOKUPS.labels(tier="memory", result="miss").inc()
+            _lookup("memory", "miss")
         if self.cassandra is None:  # not connected (yet): as good as down
-            CACHE_LOOKUPS.labels(tier="cassandra", result="error").inc()
+            _lookup("cassandra", "error")
             return {}, False
         try:
             async with asyncio.timeout(limit_s):
                 rows = await read_partition(self.cassandra, self._keyspace, Entity.USER, user_id)
         except Exception as exc:  # NoHostAvailable, OperationTimedOut, TimeoutError, ...
-            CACHE_LOOKUPS.labels(tier="cassandra", result="error").inc()
+            _lookup("cassandra", "error")
             log.debug("cassandra read failed", error=repr(exc))
             return {}, False
-        CACHE_LOOKUPS.labels(tier="cassandra", result="hit" if rows else "miss").inc()
+        _lookup("cassandra", "hit" if rows else "miss")
         if cache is not None:
             cache[user_id] = rows
         return rows, False

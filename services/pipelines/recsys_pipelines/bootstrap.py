@@ -102,7 +102,7 @@ def bootstrap(
     # Fail before waiting on anything when there is no catalog to work with. (Bronze may not
     # exist yet: on a fresh platform the writer creates it with its first commit.)
     load_existing(catalog, lake, "dim_titles")
-    registry = ModelRegistry(settings.models.root, history=settings.models.pointer_history)
+    registry = ModelRegistry.from_settings(settings.models)
 
     if options.wait:
         with _stage(report, "catch-up", progress):

@@ -138,11 +138,7 @@ def _daily_context(ctx: _Context, cassandra: bool) -> Iterator[DailyContext]:
     try:
         from recsys.models import ModelRegistry
 
-        registry = (
-            ModelRegistry(ctx.settings.models.root, history=ctx.settings.models.pointer_history)
-            if client is not None
-            else None
-        )
+        registry = ModelRegistry.from_settings(ctx.settings.models) if client is not None else None
         yield DailyContext(ctx.settings, ctx.pipelines, ctx.catalog, client, registry)
     finally:
         if client is not None:
@@ -335,7 +331,7 @@ def fallbacks_command(as_of: AsOfOption = None) -> None:
         if day is None:
             raise PipelineError("the lake holds no plays or ratings: nothing to rank")
         models = ctx.settings.models
-        registry = ModelRegistry(models.root, history=models.pointer_history)
+        registry = ModelRegistry.from_settings(models)
         report = run_fallbacks(ctx.settings, ctx.catalog, registry, day, progress=_say)
     typer.echo(
         f"fallbacks {report.version} as of {day}: {report.lists} lists, "

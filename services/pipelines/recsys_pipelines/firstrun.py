@@ -98,7 +98,7 @@ def first_run(
     """Bring the platform to "models registered"; None when it already was."""
     from recsys_pipelines.fallbacks import load_fallbacks_into_redis
 
-    registry = ModelRegistry(settings.models.root, history=settings.models.pointer_history)
+    registry = ModelRegistry.from_settings(settings.models)
     state = platform_state(settings, catalog, registry)
     if state.ready:
         reloaded = load_fallbacks_into_redis(settings, registry)

@@ -78,7 +78,7 @@ class RankerServicer(pb_grpc.RankerServiceServicer):
         user = vectorize_users(ranker.spec, user_columns(request.features.features), n=1)
         deadline.check("scoring")
         probabilities = infer(_INFER, ranker.predict, user, ids, scores)
-        value = probabilities.astype(np.float64) @ np.asarray(weights)
+        value = ranker.combined(probabilities, weights)
         order = np.argsort(-value, kind="stable")
         if request.limit:
             order = order[: request.limit]
@@ -99,7 +99,7 @@ class RankerApp:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        registry = ModelRegistry(settings.models.root, history=settings.models.pointer_history)
+        registry = ModelRegistry.from_settings(settings.models)
         threads = settings.serving.onnx_threads
 
         def load(version: ModelVersion) -> Ranker:

@@ -97,7 +97,7 @@ def test_daily_features_reach_cassandra_and_the_snapshot_table(ctx: DailyContext
         **orjson.loads(title[STATIC_ROW]["value"]),
         **orjson.loads(title[BATCH_ROW]["value"]),
     }
-    at = table.row("t1")
+    at = int(table.rows(["t1"])[0])
     assert at >= 0
     for name, value in stored_title.items():
         served = table.columns[name][at]

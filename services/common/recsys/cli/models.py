@@ -29,7 +29,7 @@ def _registry() -> ModelRegistry:
     from recsys.models import ModelRegistry
 
     settings = Settings()
-    return ModelRegistry(settings.models.root, history=settings.models.pointer_history)
+    return ModelRegistry.from_settings(settings.models)
 
 
 @app.command("list")

@@ -99,15 +99,6 @@ class TitleFeatureTable:
         return len(self.title_ids)
 
     @classmethod
-    def empty(cls) -> TitleFeatureTable:
-        """No titles: every lookup is a default."""
-        columns: dict[str, np.ndarray[Any, Any] | list[Any]] = {
-            f.name: (np.zeros(0, _NUMERIC[f.dtype]) if f.dtype in _NUMERIC else [])
-            for f in TITLE_FEATURES
-        }
-        return cls((), columns, -1)
-
-    @classmethod
     def from_arrow(
         cls, table: pa.Table, *, event_time_ms: int, version: str = ""
     ) -> TitleFeatureTable:
@@ -144,6 +135,3 @@ class TitleFeatureTable:
         """The row of each title, -1 where the table has none."""
         get = self._row.get
         return np.fromiter((get(t, -1) for t in title_ids), np.int64, len(title_ids))
-
-    def row(self, title_id: str) -> int:
-        return self._row.get(title_id, -1)

@@ -21,7 +21,7 @@ from recsys.infra.names import FEATURES_GROUP
 from recsys.infra.server import InfraError, Server
 
 if TYPE_CHECKING:
-    from recsys.config import Settings
+    from recsys.config import GrpcServiceSettings, Settings
 
 __all__ = [
     "FEATURES_GROUP",
@@ -212,11 +212,11 @@ class GrpcService(Server):
     def __init__(self, settings: Settings, name: str) -> None:
         self.name = name
         super().__init__(settings)
-        self._section = getattr(settings, name)
+        self._section: GrpcServiceSettings = getattr(settings, name)
 
     @property
     def address(self) -> str:
-        return str(self._section.address)
+        return self._section.address
 
     @property
     def metrics_url(self) -> str:

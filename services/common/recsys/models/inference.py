@@ -290,8 +290,12 @@ class Ranker:
         )
         return np.asarray(out, np.float32)
 
-    def combined(self, probabilities: F32) -> npt.NDArray[np.float64]:
-        return np.asarray(probabilities.astype(np.float64) @ np.asarray(self.weights))
+    def combined(
+        self, probabilities: F32, weights: tuple[float, float, float] | None = None
+    ) -> npt.NDArray[np.float64]:
+        """V per row: ``weights`` (an experiment's), else the version's own."""
+        w = np.asarray(self.weights if weights is None else weights, np.float64)
+        return np.asarray(probabilities.astype(np.float64) @ w)
 
 
 def recommend(

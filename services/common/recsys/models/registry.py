@@ -36,11 +36,14 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from recsys.models.manifest import MANIFEST_FILE, Manifest, ModelFile
+
+if TYPE_CHECKING:
+    from recsys.config import ModelsSettings
 
 __all__ = ["ModelRegistry", "ModelVersion", "RegistryError", "Staging", "code_version"]
 
@@ -137,6 +140,11 @@ class ModelRegistry:
     def __init__(self, root: Path, *, history: int = 20) -> None:
         self.root = Path(root)
         self.history = history
+
+    @classmethod
+    def from_settings(cls, settings: ModelsSettings) -> ModelRegistry:
+        """The registry at ``RECSYS_MODELS__ROOT`` with its pointer history."""
+        return cls(settings.root, history=settings.pointer_history)
 
     # --- publishing ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from recsys.catalog import ID_PATTERN
 __all__ = [
     "ID_PATTERN",
     "RpcError",
+    "check_country",
     "check_id",
     "check_ids",
     "deadline_exceeded",
@@ -55,6 +56,16 @@ def check_id(value: str, what: str) -> str:
             f"{what} {shown!r} is malformed: 1-64 characters of letters, digits, '_', '-', "
             "'.' or ':', starting with a letter or digit"
         )
+    return value
+
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def check_country(value: str) -> str:
+    """An ISO 3166-1 alpha-2 code's shape (two capitals), else INVALID_ARGUMENT."""
+    if not _COUNTRY.match(value):
+        raise invalid(f"country {value!r} is not an ISO 3166-1 alpha-2 code (two capitals)")
     return value
 
 

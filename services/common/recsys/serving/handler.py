@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from prometheus_client import Counter
 
 from recsys.log import get_logger
 from recsys.serving.errors import RpcError, deadline_exceeded
@@ -80,6 +81,14 @@ def rpc(service: str, method: str) -> Callable[[Handler[Req, Resp]], Handler[Req
     metrics."""
     seconds = HANDLING.labels(service=service, method=method)
     cost = _Cost()
+    handled: dict[str, Counter] = {}  # per status code, bound on first use
+
+    def count(code: Any) -> None:
+        name = _name(code)
+        counter = handled.get(name)
+        if counter is None:
+            counter = handled[name] = HANDLED.labels(service=service, method=method, code=name)
+        counter.inc()
 
     def wrap(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         @functools.wraps(handler)
@@ -117,7 +126,7 @@ def rpc(service: str, method: str) -> Callable[[Handler[Req, Resp]], Handler[Req
                 raise  # unreachable: abort raises
             finally:
                 seconds.observe(time.perf_counter() - started)
-                HANDLED.labels(service=service, method=method, code=_name(code)).inc()
+                count(code)
 
         return wrapper
 

@@ -59,10 +59,6 @@ class CurrentVersion(Generic[T]):
             raise RpcError(grpc.StatusCode.UNAVAILABLE, f"{self.name} is not loaded yet")
         return self._value
 
-    @property
-    def loaded(self) -> bool:
-        return self._value is not None
-
     async def load_initial(self, *, timeout_s: float, poll_s: float = 1.0) -> None:
         """Wait for a current version (the pipelines may still be publishing) and load it;
         TimeoutError with the reason after ``timeout_s``."""
