@@ -18,13 +18,15 @@ help: ## List the targets
 
 up: venv infra-up bootstrap services-up ## Set up everything and run it (virtualenv, infrastructure, schemas, services; data and models on the first run)
 	$(RECSYS) pipeline first-run $(FIRST_RUN_ARGS)
-	$(RECSYS) services up featurestore candidates ranker experiments
+	$(RECSYS) services up featurestore candidates ranker experiments api
 	@$(RECSYS) infra status
 	@$(RECSYS) services status
 	@echo
 	@$(RECSYS) services endpoints
 	@echo "Kafka $${RECSYS_KAFKA__PORT:-9092}, Cassandra $${RECSYS_CASSANDRA__PORT:-9042}, Redis $${RECSYS_REDIS__PORT:-6379} on 127.0.0.1."
 	@$(RECSYS) models list
+	@echo "Recommendations: curl 'http://127.0.0.1:$${RECSYS_API__PORT:-8080}/v1/recommendations/u0000001?k=5&country=US'"
+	@echo "Web page: http://127.0.0.1:$${RECSYS_API__PORT:-8080}/"
 	@echo "More traffic: .venv/bin/recsys simulate --rate 200 --duration 60"
 	@echo "Stop everything with: make down"
 

@@ -64,9 +64,12 @@ class ServingProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start_service(name: str, log_dir: Path, env: dict[str, str]) -> ServingProcess:
-    """``recsys-<name>`` on free ports, with ``env`` (RECSYS_ settings) over the test's own."""
-    port, metrics_port = free_ports(2)
+def start_service(
+    name: str, log_dir: Path, env: dict[str, str], *, ports: tuple[int, int] | None = None
+) -> ServingProcess:
+    """``recsys-<name>`` on free ports (or ``ports``: listener, metrics), with ``env``
+    (RECSYS_ settings) over the test's own."""
+    port, metrics_port = ports or free_ports(2)
     section = name.upper()
     full = {
         **os.environ,
@@ -77,6 +80,6 @@ def start_service(name: str, log_dir: Path, env: dict[str, str]) -> ServingProce
     }
     log = log_dir / f"{name}-{port}.log"
     script = Path(sys.executable).parent / f"recsys-{name}"
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen([str(script)], env=full, stdout=out, stderr=subprocess.STDOUT)
     return ServingProcess(name, f"127.0.0.1:{port}", metrics_port, process, log, env)

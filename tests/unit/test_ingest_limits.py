@@ -7,14 +7,16 @@ purpose; the real server and Kafka are in tests/integration/test_ingest_pressure
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 from starlette.types import Message, Receive, Scope, Send
 
+from recsys.inflight import InFlightLimit, Slots
 from recsys_ingest.batching import QueueFull, RecordBatcher, partition_for
-from recsys_ingest.limits import EVENTS_PATH, InFlightLimit, Slots
+from recsys_ingest.routes import EVENTS_PATH
 
 # --- InFlightLimit -------------------------------------------------------------------------------
 
@@ -33,6 +35,25 @@ class _HangingApp:
             raise RuntimeError("boom")
         await send({"type": "http.response.start", "status": 202, "headers": []})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _limit(
+    inner: _HangingApp,
+    slots: Slots,
+    *,
+    retry_after_s: int = 1,
+    on_shed: Callable[[], None] = lambda: None,
+    path: str = EVENTS_PATH,
+) -> InFlightLimit:
+    return InFlightLimit(
+        inner,
+        slots=slots,
+        path_prefix=path,
+        status=503,
+        detail="2 requests in flight, the limit",
+        retry_after_s=retry_after_s,
+        on_shed=on_shed,
+    )
 
 
 async def _call(app: InFlightLimit, path: str = EVENTS_PATH) -> list[Message]:
@@ -56,7 +77,7 @@ async def _entered(inner: _HangingApp) -> str:
 
 async def test_beyond_the_limit_a_request_gets_503_at_once_and_never_reaches_the_app() -> None:
     inner, slots, shed = _HangingApp(), Slots(limit=2), []
-    app = InFlightLimit(inner, slots=slots, retry_after_s=7, on_shed=lambda: shed.append(1))
+    app = _limit(inner, slots, retry_after_s=7, on_shed=lambda: shed.append(1))
     held = [asyncio.create_task(_call(app)) for _ in range(2)]
     assert [await _entered(inner), await _entered(inner)] == [EVENTS_PATH, EVENTS_PATH]
     assert slots.taken == 2
@@ -75,7 +96,7 @@ async def test_beyond_the_limit_a_request_gets_503_at_once_and_never_reaches_the
 
 async def test_other_paths_are_never_limited() -> None:
     inner = _HangingApp()
-    app = InFlightLimit(inner, slots=Slots(limit=1), retry_after_s=1, on_shed=lambda: None)
+    app = _limit(inner, Slots(limit=1))
     held = asyncio.create_task(_call(app))
     assert await _entered(inner) == EVENTS_PATH
     probe = asyncio.create_task(_call(app, "/healthz"))
@@ -86,7 +107,7 @@ async def test_other_paths_are_never_limited() -> None:
 
 async def test_a_request_that_fails_gives_its_slot_back() -> None:
     inner, slots = _HangingApp(), Slots(limit=1)
-    app = InFlightLimit(inner, slots=slots, retry_after_s=1, path="/boom", on_shed=lambda: None)
+    app = _limit(inner, slots, path="/boom")
     inner.release.set()
     with pytest.raises(RuntimeError, match="boom"):
         await _call(app, "/boom")

@@ -255,6 +255,7 @@ def test_endpoint_lines_name_every_service(tmp_path: Path) -> None:
     s = _settings(tmp_path, features_workers=2)
     lines = endpoint_lines(s, manager.service_endpoints(s))
     assert lines == [
+        "Recommendations: http://127.0.0.1:8080/  (web page; the API: http://127.0.0.1:8080/docs)",
         "Ingest API:  http://127.0.0.1:8081/docs  (X-API-Key: local-dev-key; curl example in "
         "README.md)",
         "Metrics:     http://127.0.0.1:9101/metrics  (features-1)",
@@ -272,7 +273,7 @@ def test_endpoint_lines_name_every_service(tmp_path: Path) -> None:
     private = s.model_copy(update={"ingest": IngestSettings(api_keys="secret")})
     assert (
         "X-API-Key: one of RECSYS_INGEST__API_KEYS"
-        in endpoint_lines(private, manager.service_endpoints(private))[0]
+        in endpoint_lines(private, manager.service_endpoints(private))[1]
     )
 
 

@@ -17,9 +17,17 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.event_time import MAX_CLOCK_SKEW
-from recsys.topics import DEAD_LETTERS, EVENTS, EXPOSURES, LATE_EVENTS, SESSIONS
+from recsys.topics import (
+    DEAD_LETTERS,
+    EVENTS,
+    EXPOSURES,
+    LATE_EVENTS,
+    SERVED_RECOMMENDATIONS,
+    SESSIONS,
+)
 
 __all__ = [
+    "ApiSettings",
     "CandidatesSettings",
     "CassandraSettings",
     "ExperimentsSettings",
@@ -637,6 +645,87 @@ class ExperimentsSettings(GrpcServiceSettings):
     )
 
 
+class ApiSettings(BaseModel):
+    """The recommendation API (services/api); docs/api.md."""
+
+    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in a pod).")
+    port: int = Field(default=8080, ge=1, le=65535)
+    budget_ms: float = Field(
+        default=100.0,
+        gt=0,
+        le=10_000,
+        description="A request's whole time: every call gets what is left of it, capped by its "
+        "stage's share; a stage that cannot fit is skipped by stepping down the ladder.",
+    )
+    experiments_ms: float = Field(default=10.0, gt=0, description="Cap of GetAssignments.")
+    features_ms: float = Field(default=15.0, gt=0, description="Cap of GetUserFeatures.")
+    candidates_ms: float = Field(default=20.0, gt=0, description="Cap of GetCandidates.")
+    ranking_ms: float = Field(default=40.0, gt=0, description="Cap of Rank.")
+    fallback_ms: float = Field(
+        default=10.0, gt=0, description="Cap of reading a fallback list from Redis (level 2)."
+    )
+    reserve_ms: float = Field(
+        default=10.0,
+        ge=0,
+        description="Time kept back from the calls for post-ranking and the answer.",
+    )
+    default_k: int = Field(default=10, ge=1, le=100, description="Items when ?k= is absent.")
+    default_country: str = Field(
+        default="US", pattern=r"^[A-Z]{2}$", description="Country when ?country= is absent."
+    )
+    default_device: str = Field(default="tv", description="Device when ?device= is absent.")
+    max_k: int = Field(default=50, ge=1, le=100, description="Largest ?k= accepted.")
+    max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Recommendation requests handled at once; beyond it 429 + Retry-After at "
+        "once, instead of queueing past the budget.",
+    )
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with a 429.")
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive failed calls to a dependency that open its circuit breaker.",
+    )
+    breaker_recovery_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="How long an open breaker skips its dependency before letting calls try.",
+    )
+    featurestore_target: str = Field(
+        default="", description="host:port of the feature store; empty = 127.0.0.1 and its port."
+    )
+    candidates_target: str = Field(default="", description="As featurestore_target.")
+    ranker_target: str = Field(default="", description="As featurestore_target.")
+    experiments_target: str = Field(default="", description="As featurestore_target.")
+    served_topic: str = Field(
+        default=SERVED_RECOMMENDATIONS.name,
+        min_length=1,
+        description="Where every served list goes (recsys.recommendations.v1 protobuf).",
+    )
+    impressions_topic: str = Field(
+        default=EVENTS.name,
+        min_length=1,
+        description="Where every served list goes as an impression event (to bronze, training).",
+    )
+    served_queue: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Served lists waiting for Kafka; beyond it new ones are dropped and counted.",
+    )
+    last_lists: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="Members whose last personalised list this process keeps for the emergency "
+        "level (least recently served leave first; 0 = none).",
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -672,6 +761,7 @@ class Settings(BaseSettings):
     candidates: CandidatesSettings = Field(default_factory=CandidatesSettings)
     ranker: RankerSettings = Field(default_factory=RankerSettings)
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

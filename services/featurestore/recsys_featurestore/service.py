@@ -68,6 +68,7 @@ class FeatureStoreServicer(pb_grpc.FeatureStoreServiceServicer):
             user_id=user_id,
             features=common_pb2.FeatureSet(features=features),
             realtime_unavailable=found.realtime_unavailable,
+            batch_unavailable=found.batch_unavailable,
         )
 
     @rpc(SERVICE, "GetTitleFeatures")
@@ -100,7 +101,7 @@ class FeatureStoreApp:
         self.titles: CurrentVersion[TitleColumns] = CurrentVersion(
             registry, TITLE_FEATURES_MODEL, _load_titles, service=SERVICE
         )
-        self._redis = redis_client(settings.redis)
+        self._redis = redis_client(settings.redis, fail_fast=True)
         self._cassandra: CassandraClient | None = None
         self._connecting: asyncio.Task[None] | None = None
         self.users = UserFeatureReader(

@@ -82,6 +82,7 @@ class ServedFeature:
 class UserFeatures:
     features: dict[str, ServedFeature]
     realtime_unavailable: bool
+    batch_unavailable: bool = False
 
 
 class UserFeatureReader:
@@ -120,37 +121,45 @@ class UserFeatureReader:
 
         want_realtime = any(n in _REALTIME for n in names)
         want_batch = any(n not in _REALTIME for n in names)
-        partition: dict[str, StoredRow] = {}
+        partition: dict[str, StoredRow] | None = {}
         partition_cached = False
+        batch_failed = False
         if want_batch:
             # Both tiers at once: the answer waits for the slower one, not for their sum.
             (snapshot, realtime_cached), (partition, partition_cached) = await asyncio.gather(
                 self._realtime_values(user_id, want_realtime, timeout()),
                 self._partition(user_id, timeout(), fresh=False),
             )
+            batch_failed = partition is None
         else:
             snapshot, realtime_cached = await self._realtime_values(
                 user_id, want_realtime, timeout()
             )
         redis_failed = want_realtime and snapshot is None
         if redis_failed and (partition_cached or not want_batch):
-            # The durable copy of the real-time values stands in for Redis: read it fresh.
-            partition, partition_cached = await self._partition(user_id, timeout(), fresh=True)
+            # The durable copy of the real-time values stands in for Redis: read it fresh (and
+            # keep the cached batch rows should Cassandra not answer either).
+            fresh, fresh_cached = await self._partition(user_id, timeout(), fresh=True)
+            if fresh is not None:
+                partition, partition_cached = fresh, fresh_cached
         elif not want_batch and want_realtime and _incomplete(snapshot, names, now_ms):
             partition, partition_cached = await self._partition(user_id, timeout(), fresh=False)
+        rows = partition or {}
         served: dict[str, ServedFeature] = {}
         for name in names:
             found = None
             if name in _REALTIME:
                 found = _from_redis(snapshot, name, now_ms, realtime_cached)
                 if found is None:
-                    found = _from_row(partition.get(REALTIME_ROW), name, now_ms, partition_cached)
+                    found = _from_row(rows.get(REALTIME_ROW), name, now_ms, partition_cached)
             else:
-                found = _from_row(partition.get(BATCH_ROW), name, None, partition_cached)
+                found = _from_row(rows.get(BATCH_ROW), name, None, partition_cached)
                 if found is None:
-                    found = _from_row(partition.get(STATIC_ROW), name, None, partition_cached)
+                    found = _from_row(rows.get(STATIC_ROW), name, None, partition_cached)
             served[name] = found or _default(name)
-        return UserFeatures(served, realtime_unavailable=redis_failed)
+        return UserFeatures(
+            served, realtime_unavailable=redis_failed, batch_unavailable=batch_failed
+        )
 
     async def _realtime_values(
         self, user_id: str, wanted: bool, limit_s: float
@@ -181,8 +190,8 @@ class UserFeatureReader:
 
     async def _partition(
         self, user_id: str, limit_s: float, *, fresh: bool
-    ) -> tuple[dict[str, StoredRow], bool]:
-        """(the member's Cassandra rows, whether they came from L1); {} when unreadable."""
+    ) -> tuple[dict[str, StoredRow] | None, bool]:
+        """(the member's Cassandra rows, whether they came from L1); None when unreadable."""
         cache = self._batch
         if cache is not None and not fresh:
             hit = cache.get(user_id)
@@ -192,14 +201,14 @@ class UserFeatureReader:
             _lookup("memory", "miss")
         if self.cassandra is None:  # not connected (yet): as good as down
             _lookup("cassandra", "error")
-            return {}, False
+            return None, False
         try:
             async with asyncio.timeout(limit_s):
                 rows = await read_partition(self.cassandra, self._keyspace, Entity.USER, user_id)
         except Exception as exc:  # NoHostAvailable, OperationTimedOut, TimeoutError, ...
             _lookup("cassandra", "error")
             log.debug("cassandra read failed", error=repr(exc))
-            return {}, False
+            return None, False
         _lookup("cassandra", "hit" if rows else "miss")
         if cache is not None:
             cache[user_id] = rows

@@ -17,12 +17,12 @@ from fastapi.openapi.utils import get_openapi
 
 import recsys_ingest
 from recsys.config import Settings
+from recsys.inflight import InFlightLimit, Slots
 from recsys.log import get_logger
 from recsys_ingest.deps import IngestContext
-from recsys_ingest.limits import InFlightLimit, Slots
 from recsys_ingest.metrics import IngestMetrics
 from recsys_ingest.publisher import EventPublisher
-from recsys_ingest.routes import router
+from recsys_ingest.routes import EVENTS_PATH, router
 from recsys_ingest.schema import json_schema_components
 
 __all__ = ["LOCAL_DEV_KEY", "create_app"]
@@ -91,9 +91,15 @@ def create_app(
         metrics.requests.labels(status="503").inc()
 
     # In front of routing, auth and the route: a refused request costs none of them.
+    # 503, not 429: the limit is the server's capacity, shared by every client, not a quota a
+    # client exceeded (RFC 9110 15.6.4 vs RFC 6585 4).
     app.add_middleware(
         InFlightLimit,
         slots=slots,
+        path_prefix=EVENTS_PATH,
+        status=503,
+        detail=f"the service has {slots.limit} requests in flight, its limit; "
+        "nothing was read or accepted, retry the batch later",
         retry_after_s=settings.ingest.retry_after_s,
         on_shed=count_shed,
     )

@@ -2,7 +2,7 @@
 
 The events route reads the raw body itself (no FastAPI body model) so that each class of bad
 input gets its own status code and a batch can be partially accepted; see docs/ingest.md. The
-limit on requests in flight sits in front of the app (:mod:`recsys_ingest.limits`).
+limit on requests in flight sits in front of the app (:mod:`recsys.inflight`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from recsys_ingest.deps import ApiKey, Context
 from recsys_ingest.publisher import KafkaUnavailable
 from recsys_ingest.schema import BatchResult, Problem
 
-__all__ = ["router"]
+__all__ = ["EVENTS_PATH", "router"]
 
 router = APIRouter()
 
+EVENTS_PATH: Final = "/v1/events"
 _JSON: Final = "application/json"
 
 _EXAMPLE_BODY: Final = {
@@ -122,7 +123,7 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes | 
 
 
 @router.post(
-    "/v1/events",
+    EVENTS_PATH,
     status_code=202,
     summary="Send a batch of member events",
     description="Validates each event against schema v1 and produces the valid ones to Kafka "

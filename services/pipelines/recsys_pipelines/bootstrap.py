@@ -32,6 +32,7 @@ from recsys_pipelines.dates import today_utc
 from recsys_pipelines.errors import PipelineError
 from recsys_pipelines.fallbacks import run_fallbacks
 from recsys_pipelines.features_daily import TITLE_FEATURES, USER_FEATURES, compute_features
+from recsys_pipelines.lakeio import title_names
 from recsys_pipelines.learning import train_and_register
 from recsys_pipelines.silver import latest_event_day, run_silver
 from recsys_pipelines.tables import load_existing, open_table, replace_partitions
@@ -206,7 +207,7 @@ def _daily_features(
                 cassandra, keyspace, entity, rows, key, features, days[-1], concurrency=n
             )
         # The serving copy of the title features, beside their Cassandra rows.
-        publish_title_features(registry, titles, days[-1])
+        publish_title_features(registry, titles, days[-1], title_names(catalog, lake))
     return members
 
 

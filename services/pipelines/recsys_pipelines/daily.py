@@ -30,6 +30,7 @@ from recsys_pipelines.errors import PipelineError
 from recsys_pipelines.feature_store import write_features
 from recsys_pipelines.features_daily import TITLE_FEATURES, USER_FEATURES, compute_features
 from recsys_pipelines.gold import materialize_gold
+from recsys_pipelines.lakeio import title_names
 from recsys_pipelines.settings import PipelineSettings
 from recsys_pipelines.silver import run_silver
 from recsys_pipelines.tables import open_table, read_table, replace_partitions
@@ -136,7 +137,8 @@ def run_daily(
             )
         if ctx.registry is not None:
             with _timed(report, "title table", progress):
-                publish_title_features(ctx.registry, titles, day)
+                names = title_names(ctx.catalog, lake)
+                publish_title_features(ctx.registry, titles, day, names)
     return report
 
 

@@ -13,7 +13,7 @@ from recsys_pipelines.tables import load_existing
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped]
 
-__all__ = ["BRONZE_COLUMNS", "read_bronze", "read_members", "read_titles"]
+__all__ = ["BRONZE_COLUMNS", "read_bronze", "read_members", "read_titles", "title_names"]
 
 BRONZE_COLUMNS = (
     "event_id",
@@ -59,6 +59,15 @@ def read_titles(catalog: Catalog, lake: LakeSettings) -> pa.Table:
     """Every title of every source (title ids are unique across sources)."""
     table = load_existing(catalog, lake, "dim_titles")
     return table.scan(selected_fields=_TITLE_COLUMNS).to_arrow()
+
+
+def title_names(catalog: Catalog, lake: LakeSettings) -> dict[str, str]:
+    """Every title's display name, by id."""
+    table = load_existing(catalog, lake, "dim_titles")
+    rows = table.scan(selected_fields=("title_id", "name")).to_arrow()
+    return dict(
+        zip(rows.column("title_id").to_pylist(), rows.column("name").to_pylist(), strict=True)
+    )
 
 
 def read_members(catalog: Catalog, lake: LakeSettings) -> pa.Table:

@@ -233,6 +233,7 @@ async def test_redis_stopped_serves_cassandra_flagged_then_both_gone_serves_defa
             request = pb.GetUserFeaturesRequest(user_id=user)
             before = await stub.GetUserFeatures(request, timeout=2)
             assert not before.realtime_unavailable
+            assert not before.batch_unavailable
             assert before.features.features["session_duration_sec"].source == (
                 Source.FEATURE_SOURCE_REDIS
             )
@@ -241,6 +242,7 @@ async def test_redis_stopped_serves_cassandra_flagged_then_both_gone_serves_defa
             redis_process.wait()
             during = await stub.GetUserFeatures(request, timeout=2)
             assert during.realtime_unavailable
+            assert not during.batch_unavailable
             for name in USER_FEATURES:
                 feature = during.features.features[name]
                 assert feature.source == Source.FEATURE_SOURCE_CASSANDRA, name
@@ -262,6 +264,7 @@ async def test_redis_stopped_serves_cassandra_flagged_then_both_gone_serves_defa
                 pb.GetUserFeaturesRequest(user_id=user), timeout=2
             )
         assert reply.realtime_unavailable
+        assert reply.batch_unavailable
         assert {f.source for f in reply.features.features.values()} == {
             Source.FEATURE_SOURCE_DEFAULT
         }

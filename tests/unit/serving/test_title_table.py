@@ -57,6 +57,19 @@ def test_a_published_table_loads_with_its_values_and_event_time(table: TitleFeat
     assert table.rows(["t3", "nope", "t1"]).tolist() == [2, -1, 0]
 
 
+def test_display_names_travel_with_the_table_and_default_to_the_id(
+    table: TitleFeatureTable, tmp_path: Path
+) -> None:
+    assert table.names == ()
+    assert table.name(0) == "t1"  # a version published without names
+    registry = ModelRegistry(tmp_path / "named")
+    publish_title_features(registry, _arrow(), DAY, {"t1": "Heat", "t3": ""})
+    current = registry.current(TITLE_FEATURES_MODEL)
+    assert current is not None
+    named = TitleFeatureTable.load(current)
+    assert [named.name(i) for i in range(3)] == ["Heat", "t2", "t3"]
+
+
 def test_a_table_without_a_feature_column_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lacks columns"):
         publish_title_features(ModelRegistry(tmp_path), _arrow().drop(["title_genres"]), DAY)

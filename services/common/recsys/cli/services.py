@@ -25,7 +25,7 @@ LOCAL_API_KEY = "local-dev-key"
 
 @app.command()
 def endpoints() -> None:
-    """Where to look: the ingest API and each worker's /metrics, from the settings."""
+    """Where to look: the recommendation API, the ingest API and each worker's /metrics."""
     from recsys.config import Settings
     from recsys.infra import manager
 
@@ -46,7 +46,9 @@ def endpoint_lines(settings: Settings, found: list[tuple[str, str]]) -> list[str
     )
     lines = []
     for name, url in found:
-        if name == "ingest":
+        if name == "api":
+            lines.append(f"Recommendations: {url}  (web page; the API: {url}docs)")
+        elif name == "ingest":
             lines.append(f"Ingest API:  {url}  (X-API-Key: {key}; curl example in README.md)")
         elif url.startswith("grpc://"):
             lines.append(f"gRPC:        {url.removeprefix('grpc://')}  ({name}; docs/serving.md)")

@@ -14,7 +14,7 @@ a new table in when the pipelines publish one (recsys.serving.reload).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -41,14 +41,23 @@ __all__ = [
 TITLE_FEATURES_MODEL = "title_features"
 TABLE_FILE = "title_features.arrow"
 KEY = "title_id"
+NAME = "name"
 # Every title feature of the registry, in registry order: the table's columns after the key.
 TITLE_FEATURES: tuple[FeatureDefinition, ...] = tuple(FEATURES.select(entity=Entity.TITLE))
 _NUMERIC = {Dtype.INT64: np.int64, Dtype.FLOAT64: np.float64}
 
 
-def publish_title_features(registry: ModelRegistry, table: pa.Table, feature_date: date) -> str:
+def publish_title_features(
+    registry: ModelRegistry,
+    table: pa.Table,
+    feature_date: date,
+    display_names: Mapping[str, str] | None = None,
+) -> str:
     """Publish the daily title features (``title_id`` plus every title feature of the registry)
-    as a new ``title_features`` version and make it current. Returns the version id."""
+    as a new ``title_features`` version and make it current. Returns the version id.
+
+    ``display_names`` (title id -> its name in the catalog) adds the ``name`` column the API shows
+    beside each recommendation; it is display data, not a feature."""
     import pyarrow as pa
     import pyarrow.ipc as ipc  # type: ignore[import-untyped]
 
@@ -60,6 +69,11 @@ def publish_title_features(registry: ModelRegistry, table: pa.Table, feature_dat
     if missing:
         raise ValueError(f"title feature table lacks columns {missing}")
     table = table.select(names)
+    if display_names is not None:
+        ids = table.column(KEY).to_pylist()
+        table = table.append_column(
+            NAME, pa.array([display_names.get(t, "") for t in ids], pa.string())
+        )
     with registry.new_version(TITLE_FEATURES_MODEL) as staging:
         with (
             pa.OSFile(str(staging / TABLE_FILE), "wb") as sink,
@@ -90,6 +104,7 @@ class TitleFeatureTable:
     columns: dict[str, np.ndarray[Any, Any] | list[Any]]
     event_time_ms: int
     version: str = ""
+    names: tuple[str, ...] = ()  # display names by row; empty when the version has none
     _row: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -117,7 +132,12 @@ class TitleFeatureTable:
                 columns[feature.name] = [list(default) if v is None else list(v) for v in values]
             else:
                 columns[feature.name] = [default if v is None else v for v in values]
-        return cls(tuple(ids), columns, event_time_ms, version)
+        names = (
+            tuple(str(n or "") for n in table.column(NAME).to_pylist())
+            if NAME in table.column_names
+            else ()
+        )
+        return cls(tuple(ids), columns, event_time_ms, version, names)
 
     @classmethod
     def load(cls, version: ModelVersion) -> TitleFeatureTable:
@@ -130,6 +150,10 @@ class TitleFeatureTable:
         if not isinstance(event_ms, int):
             raise ValueError(f"{version.name} {version.version}: manifest has no event_time_ms")
         return cls.from_arrow(table, event_time_ms=event_ms, version=version.version)
+
+    def name(self, row: int) -> str:
+        """The display name of the title in ``row`` (its id when the version has no names)."""
+        return (self.names[row] if self.names else "") or self.title_ids[row]
 
     def rows(self, title_ids: Sequence[str]) -> npt.NDArray[np.int64]:
         """The row of each title, -1 where the table has none."""

@@ -37,6 +37,7 @@ from recsys.infra.process import ProcessRecord, describe_listener, read_record, 
 from recsys.infra.redis import RedisServer
 from recsys.infra.server import InfraError, Server, port_is_free
 from recsys.infra.services import (
+    ApiService,
     BronzeService,
     FeaturesWorker,
     GrpcService,
@@ -113,6 +114,7 @@ def servers(
         "redis": RedisServer,
         "ingest": IngestService,
         "bronze": BronzeService,
+        "api": ApiService,
     }
     indexes: set[int] = set()
     chosen: list[Server] = []
@@ -143,7 +145,10 @@ def _recorded_workers(settings: Settings) -> list[int]:
 
 def service_endpoints(settings: Settings) -> list[tuple[str, str]]:
     """(name, URL) of what a person opens for each configured service, in start order."""
-    found: list[tuple[str, str]] = [("ingest", f"{settings.ingest.url}/docs")]
+    found: list[tuple[str, str]] = [
+        ("api", ApiService(settings).url + "/"),
+        ("ingest", f"{settings.ingest.url}/docs"),
+    ]
     for server in servers(settings, SERVICE_NAMES):
         if isinstance(server, GrpcService):
             found.append((server.name, f"grpc://{server.address}"))

@@ -7,6 +7,7 @@ the servers' and services' code.
 from __future__ import annotations
 
 __all__ = [
+    "API_SERVICE_NAME",
     "FEATURES_GROUP",
     "SERVER_NAMES",
     "SERVICE_NAMES",
@@ -20,4 +21,6 @@ SERVER_NAMES = ("kafka", "cassandra", "redis")
 # The stream services, then the gRPC serving services (which need the pipelines' models).
 STREAM_SERVICE_NAMES = ("ingest", FEATURES_GROUP, "bronze")
 SERVING_SERVICE_NAMES = ("featurestore", "candidates", "ranker", "experiments")
-SERVICE_NAMES = (*STREAM_SERVICE_NAMES, *SERVING_SERVICE_NAMES)
+# The recommendation API last: it calls the serving services.
+API_SERVICE_NAME = "api"
+SERVICE_NAMES = (*STREAM_SERVICE_NAMES, *SERVING_SERVICE_NAMES, API_SERVICE_NAME)

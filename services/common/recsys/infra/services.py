@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FEATURES_GROUP",
+    "ApiService",
     "BronzeService",
     "FeaturesWorker",
     "GrpcService",
+    "HttpService",
     "IngestService",
     "MetricsReadyService",
     "features_index",
@@ -91,29 +93,56 @@ async def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, str]:
     return await asyncio.to_thread(get)
 
 
-class IngestService(Server):
-    name = "ingest"
+class HttpService(Server):
+    """A FastAPI service: ready when its ``/readyz`` answers 200."""
+
     supervised = True
 
     @property
+    def host_port(self) -> tuple[str, int]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        host, port = self.host_port
+        return f"http://{host}:{port}"
+
+    @property
     def address(self) -> str:
-        return f"{self.settings.ingest.host}:{self.settings.ingest.port}"
+        host, port = self.host_port
+        return f"{host}:{port}"
 
     @property
     def ports(self) -> list[int]:
-        return [self.settings.ingest.port]
+        return [self.host_port[1]]
 
     def prepare(self) -> str:
         self.ensure_dirs()
         return ""
 
     def argv(self) -> list[str]:
-        return [_script("recsys-ingest")]
+        return [_script(f"recsys-{self.name}")]
 
     async def probe(self) -> None:
-        status, body = await http_get(f"{self.settings.ingest.url}/readyz")
+        status, body = await http_get(f"{self.url}/readyz")
         if status != 200:
-            raise InfraError(f"ingest not ready: {status} {body[:200]}")
+            raise InfraError(f"{self.name} not ready: {status} {body[:200]}")
+
+
+class IngestService(HttpService):
+    name = "ingest"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return self.settings.ingest.host, self.settings.ingest.port
+
+
+class ApiService(HttpService):
+    name = "api"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return self.settings.api.host, self.settings.api.port
 
 
 class MetricsReadyService(Server):

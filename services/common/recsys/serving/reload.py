@@ -54,6 +54,10 @@ class CurrentVersion(Generic[T]):
         """Load any version of this name (blocking: call it in a thread)."""
         return self._load(version)
 
+    def peek(self) -> T | None:
+        """The loaded value, or None before the first load (for callers that degrade)."""
+        return self._value
+
     def get(self) -> T:
         if self._value is None:  # only before the service says SERVING
             raise RpcError(grpc.StatusCode.UNAVAILABLE, f"{self.name} is not loaded yet")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from recsys.common.v1 import common_pb2 as recsys_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)recsys/featurestore/v1/featurestore.proto\x12\x16recsys.featurestore.v1\x1a\x1drecsys/common/v1/common.proto\"@\n\x16GetUserFeaturesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rfeature_names\x18\x02 \x03(\t\"x\n\x17GetUserFeaturesResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x1c.recsys.common.v1.FeatureSet\x12\x1c\n\x14realtime_unavailable\x18\x03 \x01(\x08\"C\n\x17GetTitleFeaturesRequest\x12\x11\n\ttitle_ids\x18\x01 \x03(\t\x12\x15\n\rfeature_names\x18\x02 \x03(\t\"\x8c\x01\n\x18GetTitleFeaturesResponse\x12\x11\n\ttitle_ids\x18\x01 \x03(\t\x12\x36\n\x07\x63olumns\x18\x02 \x03(\x0b\x32%.recsys.featurestore.v1.FeatureColumn\x12\x0e\n\x06\x61ge_ms\x18\x03 \x01(\x03\x12\x15\n\rtable_version\x18\x04 \x01(\t\"\xbf\x02\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12;\n\x0cint64_values\x18\x02 \x01(\x0b\x32#.recsys.featurestore.v1.Int64ColumnH\x00\x12>\n\x0e\x66loat64_values\x18\x03 \x01(\x0b\x32$.recsys.featurestore.v1.DoubleColumnH\x00\x12=\n\rstring_values\x18\x04 \x01(\x0b\x32$.recsys.featurestore.v1.StringColumnH\x00\x12\x46\n\x12string_list_values\x18\x06 \x01(\x0b\x32(.recsys.featurestore.v1.StringListColumnH\x00\x12\x12\n\nis_default\x18\x05 \x03(\x08\x42\x08\n\x06values\"\x1d\n\x0bInt64Column\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1e\n\x0c\x44oubleColumn\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1e\n\x0cStringColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\"3\n\x10StringListColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\x12\x0f\n\x07lengths\x18\x02 \x03(\r2\x80\x02\n\x13\x46\x65\x61tureStoreService\x12r\n\x0fGetUserFeatures\x12..recsys.featurestore.v1.GetUserFeaturesRequest\x1a/.recsys.featurestore.v1.GetUserFeaturesResponse\x12u\n\x10GetTitleFeatures\x12/.recsys.featurestore.v1.GetTitleFeaturesRequest\x1a\x30.recsys.featurestore.v1.GetTitleFeaturesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)recsys/featurestore/v1/featurestore.proto\x12\x16recsys.featurestore.v1\x1a\x1drecsys/common/v1/common.proto\"@\n\x16GetUserFeaturesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rfeature_names\x18\x02 \x03(\t\"\x93\x01\n\x17GetUserFeaturesResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x1c.recsys.common.v1.FeatureSet\x12\x1c\n\x14realtime_unavailable\x18\x03 \x01(\x08\x12\x19\n\x11\x62\x61tch_unavailable\x18\x04 \x01(\x08\"C\n\x17GetTitleFeaturesRequest\x12\x11\n\ttitle_ids\x18\x01 \x03(\t\x12\x15\n\rfeature_names\x18\x02 \x03(\t\"\x8c\x01\n\x18GetTitleFeaturesResponse\x12\x11\n\ttitle_ids\x18\x01 \x03(\t\x12\x36\n\x07\x63olumns\x18\x02 \x03(\x0b\x32%.recsys.featurestore.v1.FeatureColumn\x12\x0e\n\x06\x61ge_ms\x18\x03 \x01(\x03\x12\x15\n\rtable_version\x18\x04 \x01(\t\"\xbf\x02\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12;\n\x0cint64_values\x18\x02 \x01(\x0b\x32#.recsys.featurestore.v1.Int64ColumnH\x00\x12>\n\x0e\x66loat64_values\x18\x03 \x01(\x0b\x32$.recsys.featurestore.v1.DoubleColumnH\x00\x12=\n\rstring_values\x18\x04 \x01(\x0b\x32$.recsys.featurestore.v1.StringColumnH\x00\x12\x46\n\x12string_list_values\x18\x06 \x01(\x0b\x32(.recsys.featurestore.v1.StringListColumnH\x00\x12\x12\n\nis_default\x18\x05 \x03(\x08\x42\x08\n\x06values\"\x1d\n\x0bInt64Column\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1e\n\x0c\x44oubleColumn\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1e\n\x0cStringColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\"3\n\x10StringListColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\x12\x0f\n\x07lengths\x18\x02 \x03(\r2\x80\x02\n\x13\x46\x65\x61tureStoreService\x12r\n\x0fGetUserFeatures\x12..recsys.featurestore.v1.GetUserFeaturesRequest\x1a/.recsys.featurestore.v1.GetUserFeaturesResponse\x12u\n\x10GetTitleFeatures\x12/.recsys.featurestore.v1.GetTitleFeaturesRequest\x1a\x30.recsys.featurestore.v1.GetTitleFeaturesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETUSERFEATURESREQUEST']._serialized_start=100
   _globals['_GETUSERFEATURESREQUEST']._serialized_end=164
-  _globals['_GETUSERFEATURESRESPONSE']._serialized_start=166
-  _globals['_GETUSERFEATURESRESPONSE']._serialized_end=286
-  _globals['_GETTITLEFEATURESREQUEST']._serialized_start=288
-  _globals['_GETTITLEFEATURESREQUEST']._serialized_end=355
-  _globals['_GETTITLEFEATURESRESPONSE']._serialized_start=358
-  _globals['_GETTITLEFEATURESRESPONSE']._serialized_end=498
-  _globals['_FEATURECOLUMN']._serialized_start=501
-  _globals['_FEATURECOLUMN']._serialized_end=820
-  _globals['_INT64COLUMN']._serialized_start=822
-  _globals['_INT64COLUMN']._serialized_end=851
-  _globals['_DOUBLECOLUMN']._serialized_start=853
-  _globals['_DOUBLECOLUMN']._serialized_end=883
-  _globals['_STRINGCOLUMN']._serialized_start=885
-  _globals['_STRINGCOLUMN']._serialized_end=915
-  _globals['_STRINGLISTCOLUMN']._serialized_start=917
-  _globals['_STRINGLISTCOLUMN']._serialized_end=968
-  _globals['_FEATURESTORESERVICE']._serialized_start=971
-  _globals['_FEATURESTORESERVICE']._serialized_end=1227
+  _globals['_GETUSERFEATURESRESPONSE']._serialized_start=167
+  _globals['_GETUSERFEATURESRESPONSE']._serialized_end=314
+  _globals['_GETTITLEFEATURESREQUEST']._serialized_start=316
+  _globals['_GETTITLEFEATURESREQUEST']._serialized_end=383
+  _globals['_GETTITLEFEATURESRESPONSE']._serialized_start=386
+  _globals['_GETTITLEFEATURESRESPONSE']._serialized_end=526
+  _globals['_FEATURECOLUMN']._serialized_start=529
+  _globals['_FEATURECOLUMN']._serialized_end=848
+  _globals['_INT64COLUMN']._serialized_start=850
+  _globals['_INT64COLUMN']._serialized_end=879
+  _globals['_DOUBLECOLUMN']._serialized_start=881
+  _globals['_DOUBLECOLUMN']._serialized_end=911
+  _globals['_STRINGCOLUMN']._serialized_start=913
+  _globals['_STRINGCOLUMN']._serialized_end=943
+  _globals['_STRINGLISTCOLUMN']._serialized_start=945
+  _globals['_STRINGLISTCOLUMN']._serialized_end=996
+  _globals['_FEATURESTORESERVICE']._serialized_start=999
+  _globals['_FEATURESTORESERVICE']._serialized_end=1255
 # @@protoc_insertion_point(module_scope)

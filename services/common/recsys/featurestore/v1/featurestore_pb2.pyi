@@ -51,10 +51,15 @@ class GetUserFeaturesResponse(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     FEATURES_FIELD_NUMBER: _builtins.int
     REALTIME_UNAVAILABLE_FIELD_NUMBER: _builtins.int
+    BATCH_UNAVAILABLE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     realtime_unavailable: _builtins.bool
     """True when Redis (the real-time tier) could not be read: real-time values then come from the
     durable copy in Cassandra (seconds older), or are defaults when that is unreadable too.
+    """
+    batch_unavailable: _builtins.bool
+    """True when Cassandra (the batch tier) could not be read and nothing was cached: the daily
+    values are then defaults.
     """
     @_builtins.property
     def features(self) -> _common_pb2.FeatureSet: ...
@@ -64,10 +69,11 @@ class GetUserFeaturesResponse(_message.Message):
         user_id: _builtins.str = ...,
         features: _common_pb2.FeatureSet | None = ...,
         realtime_unavailable: _builtins.bool = ...,
+        batch_unavailable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["features", b"features"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "realtime_unavailable", b"realtime_unavailable", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_unavailable", b"batch_unavailable", "features", b"features", "realtime_unavailable", b"realtime_unavailable", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
