@@ -10,6 +10,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -52,3 +53,22 @@ def cassandra(infra: Settings) -> Iterator[CassandraClient]:
     client = connect_cassandra(infra.cassandra)
     yield client
     client.close()
+
+
+# Files the tests leave for people to look at (the web page's screenshot): listed at the end of
+# the run, kept under .recsys/test-artifacts/ (ignored by git).
+ARTIFACTS: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(settings: Settings) -> Path:
+    path = settings.infra.state_dir / "test-artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if ARTIFACTS:
+        terminalreporter.section("artifacts")
+        for line in ARTIFACTS:
+            terminalreporter.write_line(line)

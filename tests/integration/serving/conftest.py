@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +24,9 @@ from recsys_pipelines.tables import read_table
 from tests.integration.learning.test_small_world import TINY
 from tests.integration.learning.world import WorldLake, small_world_lake
 from tests.serving_support import ServingProcess, start_service
+
+if TYPE_CHECKING:
+    from tests.integration.serving.api_system import ApiSystem
 
 
 @dataclass
@@ -96,3 +100,14 @@ def services(platform: Platform) -> Iterator[dict[str, ServingProcess]]:
     finally:
         for process in started.values():
             process.terminate()
+
+
+@pytest.fixture(scope="session")
+def api_platform(
+    platform: Platform, infra: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiSystem]:
+    """The whole system with the API (api_system.py), for the API and web page tests."""
+    from tests.integration.serving.api_system import api_system
+
+    with api_system(platform, infra, tmp_path_factory.mktemp("api")) as running:
+        yield running

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ from recsys.config import Settings
 from recsys.events.v1 import events_pb2
 from recsys.features.title_table import TITLE_FEATURES_MODEL, TitleFeatureTable
 from recsys.recommendations.v1 import served_pb2
-from tests.integration.serving.api_system import ApiSystem, api_system, wait_level
+from tests.integration.serving.api_system import ApiSystem, wait_level
 from tests.integration.serving.conftest import Platform
 
 pytestmark = pytest.mark.integration
@@ -26,12 +25,9 @@ pytestmark = pytest.mark.integration
 COUNTRY = "US"
 
 
-@pytest.fixture(scope="module")
-def system(
-    platform: Platform, infra: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiSystem]:
-    with api_system(platform, infra, tmp_path_factory.mktemp("api")) as running:
-        yield running
+@pytest.fixture
+def system(api_platform: ApiSystem) -> ApiSystem:
+    return api_platform
 
 
 @pytest.fixture(scope="module")

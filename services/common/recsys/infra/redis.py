@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 
+from recsys.infra.apt import apt_install
 from recsys.infra.server import InfraError, Server
 
 __all__ = ["RedisServer"]
@@ -28,7 +27,7 @@ class RedisServer(Server):
         self.ensure_dirs()
         if shutil.which("redis-server"):
             return "redis-server found"
-        _apt_install(PACKAGE)
+        apt_install(PACKAGE)
         return f"installed {PACKAGE} with apt-get"
 
     def argv(self) -> list[str]:
@@ -69,20 +68,3 @@ class RedisServer(Server):
                 raise InfraError("redis did not answer PING")
         finally:
             await client.aclose()
-
-
-def _apt_install(package: str) -> None:
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        raise InfraError(
-            f"{package} is not installed and cannot be installed automatically here; "
-            f"install it with your package manager (Debian: sudo apt-get install {package})"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "-q", "--no-install-recommends", package]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        # A fresh machine may have no package lists yet.
-        subprocess.run([apt, "update", "-q"], env=env, capture_output=True, check=False)
-        result = subprocess.run(install, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise InfraError(f"apt-get install {package} failed:\n{result.stderr[-2000:]}")
