@@ -39,6 +39,7 @@ log = get_logger(__name__)
 VERSION = "1.0.0"
 SHUTDOWN_FLUSH_S = 5.0
 DEMO_PLAY_TIMEOUT_S = 5.0
+WARM_UP_S = 5.0  # per dependency, before /readyz says ready
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -55,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         context.served_log.start()
         tasks = [
             asyncio.create_task(context.served_log.run()),
-            asyncio.create_task(_load_then_watch(context.catalog, settings)),
+            asyncio.create_task(_load_then_watch(context, settings)),
         ]
         log.info("api started", targets=context.backends.targets, budget_ms=api.budget_ms)
         try:
@@ -117,12 +118,17 @@ def _context(settings: Settings) -> ApiContext:
     )
 
 
-async def _load_then_watch(catalog: Catalog, settings: Settings) -> None:
+async def _load_then_watch(context: ApiContext, settings: Settings) -> None:
+    catalog = context.catalog
+    warm = asyncio.create_task(context.backends.warm_up(WARM_UP_S))
     try:
         await catalog.load_initial(timeout_s=settings.serving.startup_timeout_s)
     except TimeoutError as exc:
         log.error("no title table; /readyz stays 503 until one is published", error=str(exc))
-    log.info("catalog loaded", **catalog.versions)
+    else:
+        log.info("catalog loaded", **catalog.versions)
+    log.info("dependencies connected", **await warm)
+    context.started.set()
     await catalog.watch(interval_s=settings.serving.reload_interval_s)
 
 

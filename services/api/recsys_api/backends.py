@@ -13,6 +13,7 @@ once with UNAVAILABLE (no wait_for_ready), which is what the ladder wants. Targe
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Final
 
@@ -55,7 +56,7 @@ class Backends:
     redis: Redis
     breakers: dict[str, Breaker]
     targets: dict[str, str]
-    _channels: tuple[grpc.aio.Channel, ...]
+    _channels: dict[str, grpc.aio.Channel]
 
     @classmethod
     def connect(cls, settings: Settings) -> Backends:
@@ -82,10 +83,29 @@ class Backends:
             redis=redis_client(settings.redis, fail_fast=True),
             breakers=breakers,
             targets={**targets, "redis": f"{settings.redis.host}:{settings.redis.port}"},
-            _channels=tuple(channels.values()),
+            _channels=channels,
         )
 
+    async def warm_up(self, timeout_s: float) -> dict[str, bool]:
+        """Connect every channel and Redis now (each waited for at most ``timeout_s``), so the
+        first requests do not pay for the connections and step down the ladder; returns which
+        answered. A dependency that is down stays down for the breakers to find."""
+
+        async def ready(name: str) -> bool:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    if name == "redis":
+                        await self.redis.ping()
+                    else:
+                        await self._channels[name].channel_ready()
+            except Exception:  # down or slow: the ladder deals with it per request
+                return False
+            return True
+
+        names = [*self._channels, "redis"]
+        return dict(zip(names, await asyncio.gather(*map(ready, names)), strict=True))
+
     async def close(self) -> None:
-        for channel in self._channels:
+        for channel in self._channels.values():
             await channel.close()
         await self.redis.aclose()

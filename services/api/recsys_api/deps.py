@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -28,6 +29,12 @@ class ApiContext:
     served_log: ServedLog
     last: LastLists
     ingest: IngestClient
+    # Set once the title table is loaded (or given up on) and the dependencies were connected.
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def ready(self) -> bool:
+        return self.started.is_set() and self.catalog.ready
 
 
 # `async def`: FastAPI runs a plain `def` dependency in a worker thread.

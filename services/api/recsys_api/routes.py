@@ -102,7 +102,7 @@ async def recommendations(
     ask = _checked(context, user_id, k, country, device)
     if isinstance(ask, str):
         return _problem(400, ask)
-    if not context.catalog.ready:
+    if not context.ready:
         return _problem(503, "starting: the title table is not loaded yet", {"Retry-After": "1"})
     try:
         result = await context.recommender.recommend(ask, started)
@@ -179,7 +179,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(context: Context) -> Response:
     body = {
-        "ready": context.catalog.ready,
+        "ready": context.ready,
         "versions": context.catalog.versions,
         "breakers": {name: b.state for name, b in context.backends.breakers.items()},
         "targets": context.backends.targets,
