@@ -11,7 +11,7 @@ BUF_VERSION := v1.75.0
 TOOLS_DIR := $(HOME)/.cache/recsys/tools
 BUF := $(TOOLS_DIR)/buf-$(BUF_VERSION)/buf
 
-.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features bench-serving bench-cli bench-pipelines bench-learning lock clean
+.PHONY: help up down services-up services-down venv infra-up infra-down infra-status bootstrap proto proto-check lint test bench-ingest bench-features bench-serving bench-api bench-freshness bench-cli bench-pipelines bench-learning lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -87,6 +87,12 @@ bench-features: venv ## Feature worker: backlog events/s, then live rates with l
 
 bench-serving: venv ## Featurestore, candidates and ranker: client and server p50/p99, calls/s, on the real and a 100k catalog (BENCH_ARGS="--duration 10")
 	$(PY) benchmarks/bench_serving.py $(BENCH_ARGS)
+
+bench-api: venv ## Open-loop load on the running API (make up) with the simulator feeding events: latency, levels, CPU, stages (BENCH_ARGS="--rates 100,200")
+	$(PY) benchmarks/bench_api.py $(BENCH_ARGS)
+
+bench-freshness: venv ## Play a title through ingest, poll the API until the list changes: p50/p99 event to changed recommendation (BENCH_ARGS="--members 200")
+	$(PY) benchmarks/bench_freshness.py $(BENCH_ARGS)
 
 bench-pipelines: venv ## Pipelines wall time per stage (BENCH_ARGS="--dataset world --sessions 50000")
 	$(PY) benchmarks/bench_pipelines.py $(BENCH_ARGS)

@@ -13,7 +13,8 @@ Every call gets what is left of the budget (``budget_ms`` from the request's arr
 cannot get at least a millisecond is not made. Each dependency has a circuit breaker: while it is
 open the stage is skipped at once. What a failure costs (docs/api.md has the table):
 
-- experiments: the default serving parameters, level 1;
+- experiments: the member's last assignment if this process has one (minutes old at most),
+  else the default serving parameters, level 1;
 - real-time or batch features unreadable (the feature store says so): level 1;
 - ranker: the candidates in retrieval order, level 1;
 - features or candidates: the precomputed popular lists of the member's country (and favourite
@@ -33,6 +34,7 @@ from typing import Final, TypeVar
 
 import grpc
 import numpy as np
+from cachetools import TTLCache
 
 from recsys.candidates.v1 import candidates_pb2
 from recsys.catalog import GENRES
@@ -115,6 +117,12 @@ class Recommender:
         self._catalog = catalog
         self._last = last
         self._redis_prefix = redis_prefix
+        # Stale-if-error: the member's last assignment, for when the experiments service fails.
+        self._assignments: TTLCache[str, experiments_pb2.GetAssignmentsResponse] | None = (
+            TTLCache(settings.assignment_cache_members, settings.assignment_cache_s)
+            if settings.assignment_cache_s > 0
+            else None
+        )
 
     async def recommend(self, ask: Ask, started: float) -> Result:
         budget = _Budget(started, self._settings)
@@ -177,6 +185,7 @@ class Recommender:
         request = experiments_pb2.GetAssignmentsRequest(
             user_id=ask.user_id, country=ask.country, device=ask.device
         )
+        reply: experiments_pb2.GetAssignmentsResponse | None
         reply, problem = await self._call(
             "experiments",
             "experiments",
@@ -186,9 +195,18 @@ class Recommender:
             budget,
             timings,
         )
-        if reply is None:
-            steps.step(Reason.EXPERIMENTS_UNAVAILABLE, problem)
-        return reply
+        cache = self._assignments
+        if reply is not None:
+            if cache is not None:
+                cache[ask.user_id] = reply
+            return reply
+        stale: experiments_pb2.GetAssignmentsResponse | None = (
+            cache.get(ask.user_id) if cache is not None else None
+        )
+        if stale is not None:  # their variant as it was minutes ago: still the full answer
+            return stale
+        steps.step(Reason.EXPERIMENTS_UNAVAILABLE, problem)
+        return None
 
     async def _features(
         self, ask: Ask, budget: _Budget, steps: Degradation, timings: dict[str, float]

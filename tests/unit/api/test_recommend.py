@@ -242,6 +242,17 @@ def test_experiments_down_serves_the_defaults_at_level_1(world: World) -> None:
     assert len(result.served.assignments) == 0
 
 
+def test_a_member_assigned_before_keeps_their_variant_while_experiments_is_down(
+    world: World,
+) -> None:
+    world.ask("u1")
+    world.assign.error = _failing(grpc.StatusCode.UNAVAILABLE)
+    again = world.ask("u1")
+    assert again.level is Level.FULL
+    assert [a.variant for a in again.served.assignments] == ["b"]
+    assert world.ask("u2").level is Level.DEGRADED  # never assigned: the defaults
+
+
 def test_ranker_down_serves_retrieval_order_at_level_1(world: World) -> None:
     world.rank.error = _failing(grpc.StatusCode.UNAVAILABLE)
     result = world.ask()

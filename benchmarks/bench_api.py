@@ -1,0 +1,240 @@
+"""Open-loop load on the recommendation API of the running system (``make up``), with the
+simulator feeding events to the ingest API meanwhile.
+
+    make bench-api                                                # 50,100,200,300 req/s
+    make bench-api BENCH_ARGS="--rates 100,600 --duration 30 --simulator-rate 0"
+
+Open loop: request i of a rate is sent at ``start + i / rate`` whether or not earlier ones have
+been answered, and its latency is counted from that planned instant, so a server (or a client)
+that falls behind shows as latency instead of silently lowering the rate. Members are
+``u0000001``... up to ``--members`` (those the world does not know are cold starts). Per rate:
+
+- client latency p50/p95/p99/max, the rate achieved, status codes (5xx, 429, errors);
+- the level mix (share of answers at levels 0-3) and the reasons for stepping down;
+- CPU per request: the API process's CPU time over the answers, and every ``recsys-*``
+  process's (API, gRPC services, feature worker, ingest, bronze), from /proc via psutil;
+- where the time goes: each stage's p50/p99 as the API measured it (``timing_ms``).
+
+This script and the simulator share the machine's two cores with the system they measure: the
+figures are for everything on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from recsys.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Outcome:
+    latency_ms: float
+    status: int  # 0: no answer (connection error or client timeout)
+    level: int | None = None
+    reasons: tuple[str, ...] = ()
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+def _recsys_processes() -> dict[int, psutil.Process]:
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info.get("cmdline") or []
+        if any(Path(part).name.startswith("recsys-") for part in cmdline[:2]):
+            found[process.pid] = process
+    return found
+
+
+def _cpu_s(processes: dict[int, psutil.Process]) -> dict[int, float]:
+    out = {}
+    for pid, process in processes.items():
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        out[pid] = times.user + times.system
+    return out
+
+
+async def _one(client: httpx.AsyncClient, path: str, planned: float, timeout_s: float) -> Outcome:
+    try:
+        response = await client.get(path, timeout=timeout_s)
+    except httpx.HTTPError:
+        return Outcome((time.perf_counter() - planned) * 1000, 0)
+    latency = (time.perf_counter() - planned) * 1000
+    if response.status_code != 200:
+        return Outcome(latency, response.status_code)
+    body = response.json()
+    return Outcome(
+        latency,
+        200,
+        body["level"],
+        tuple(step["reason"] for step in body["why"]),
+        body["timing_ms"],
+    )
+
+
+async def _run_rate(
+    client: httpx.AsyncClient, args: argparse.Namespace, rate: float, duration_s: float
+) -> tuple[list[Outcome], float]:
+    count = int(rate * duration_s)
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for i in range(count):
+        planned = start + i / rate
+        delay = planned - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        member = f"u{i % args.members + 1:07d}"
+        path = f"/v1/recommendations/{member}?k={args.k}&country={args.country}"
+        tasks.append(asyncio.create_task(_one(client, path, planned, args.timeout)))
+    outcomes = await asyncio.gather(*tasks)
+    return outcomes, time.perf_counter() - start
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _report(
+    rate: float, outcomes: list[Outcome], elapsed_s: float, cpu_api_s: float, cpu_all_s: float
+) -> None:
+    latencies = [o.latency_ms for o in outcomes]
+    statuses = Counter(o.status for o in outcomes)
+    answered = [o for o in outcomes if o.status == 200]
+    levels = Counter(o.level for o in answered)
+    n = len(outcomes)
+    print(
+        f"\n{rate:g} req/s planned, {n / elapsed_s:.1f} req/s sent over {elapsed_s:.1f} s, "
+        f"{n} requests"
+    )
+    print(
+        f"  latency ms: p50 {_pct(latencies, 50):.1f}  p95 {_pct(latencies, 95):.1f}  "
+        f"p99 {_pct(latencies, 99):.1f}  max {max(latencies):.1f}"
+    )
+    fives = sum(c for s, c in statuses.items() if s >= 500)
+    print(
+        f"  status: 200 {statuses[200]}  5xx {fives}  429 {statuses[429]}  "
+        f"no answer {statuses[0]}  other {n - statuses[200] - fives - statuses[429] - statuses[0]}"
+    )
+    mix = "  ".join(
+        f"L{level} {100 * levels[level] / max(1, len(answered)):.1f}%" for level in range(4)
+    )
+    print(f"  levels: {mix}")
+    reasons = Counter(r for o in answered for r in o.reasons)
+    if reasons:
+        print("  stepped down: " + ", ".join(f"{r} {c}" for r, c in reasons.most_common(6)))
+    print(
+        f"  CPU per request: API {1000 * cpu_api_s / max(1, n):.2f} ms, all recsys processes "
+        f"{1000 * cpu_all_s / max(1, n):.2f} ms"
+    )
+    stages: dict[str, list[float]] = defaultdict(list)
+    for o in answered:
+        for stage, ms in o.stages.items():
+            stages[stage].append(ms)
+    print(
+        "  stages (API's view) p50/p99 ms: "
+        + "  ".join(
+            f"{s} {_pct(v, 50):.2f}/{_pct(v, 99):.2f}" for s, v in stages.items() if s != "total"
+        )
+    )
+    if "total" in stages:
+        print(
+            f"  server total p50/p99 ms: {_pct(stages['total'], 50):.2f}/"
+            f"{_pct(stages['total'], 99):.2f}"
+        )
+
+
+async def _main(args: argparse.Namespace) -> int:
+    settings = Settings()
+    url = args.url or f"http://{settings.api.host}:{settings.api.port}"
+    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
+    async with httpx.AsyncClient(base_url=url, limits=limits) as client:
+        try:
+            ready = await client.get("/readyz", timeout=5)
+        except httpx.HTTPError as exc:
+            print(f"the API at {url} does not answer ({exc}); start the system with `make up`")
+            return 2
+        if ready.status_code != 200:
+            print(f"the API at {url} is not ready: {ready.text}")
+            return 2
+        api = [p for p in _recsys_processes().values() if "recsys-api" in " ".join(p.cmdline())]
+        print(
+            f"API {url}, {args.members} members, k={args.k}, country {args.country}, "
+            f"{args.duration:g} s per rate after {args.warmup:g} s of warm-up; "
+            f"{os.cpu_count()} cores shared with the system"
+        )
+        for rate in args.rates:
+            await _run_rate(client, args, rate, args.warmup)
+            processes = _recsys_processes()
+            before = _cpu_s(processes)
+            outcomes, elapsed = await _run_rate(client, args, rate, args.duration)
+            after = _cpu_s(processes)
+            spent = {pid: after[pid] - before[pid] for pid in after if pid in before}
+            cpu_api = sum(spent.get(p.pid, 0.0) for p in api)
+            _report(rate, outcomes, elapsed, cpu_api, sum(spent.values()))
+    return 0
+
+
+def _start_simulator(args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    if args.simulator_rate <= 0:
+        return None
+    total_s = len(args.rates) * (args.duration + args.warmup + 2) + 10
+    print(f"simulator: {args.simulator_rate:g} events/s to the ingest API")
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "recsys"),
+            "simulate",
+            *("--rate", str(args.simulator_rate), "--duration", str(total_s)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--rates",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[50.0, 100.0, 200.0, 300.0],
+        help="arrival rates, requests/s, comma-separated",
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per rate")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
+    parser.add_argument("--members", type=int, default=2000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--country", default="US")
+    parser.add_argument("--timeout", type=float, default=5.0, help="client timeout, s")
+    parser.add_argument(
+        "--simulator-rate", type=float, default=100.0, help="events/s meanwhile (0: none)"
+    )
+    parser.add_argument("--url", default="", help="API base URL (default: RECSYS_API__*)")
+    args = parser.parse_args()
+    if args.duration <= 0 or args.members < 1 or not args.rates or min(args.rates) <= 0:
+        parser.error("--duration, --members and every rate must be positive")
+    simulator = _start_simulator(args)
+    try:
+        code = asyncio.run(_main(args))
+    finally:
+        if simulator is not None:
+            simulator.terminate()
+            simulator.wait(10)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
