@@ -173,3 +173,27 @@ async def test_a_partition_at_its_bound_refuses_a_whole_request_and_the_others_g
     # Partition 1 got only the record of the request after the refusal.
     assert producer.records == {0: requests * 2, 1: 1}
     await batcher.close(RuntimeError("done"))
+
+
+async def test_an_overloaded_signal_refuses_whatever_the_count() -> None:
+    inner, shed = _HangingApp(), []
+    overloaded = [True]
+    app = InFlightLimit(
+        inner,
+        slots=Slots(limit=10),
+        path_prefix=EVENTS_PATH,
+        status=429,
+        detail="too busy",
+        retry_after_s=1,
+        on_shed=lambda: shed.append(1),
+        overloaded=lambda: overloaded[0],
+    )
+    refused = await _call(app)
+    assert refused[0]["status"] == 429
+    assert shed == [1]
+    assert inner.entered.empty()
+    overloaded[0] = False
+    held = asyncio.create_task(_call(app))
+    assert await _entered(inner) == EVENTS_PATH
+    inner.release.set()
+    assert (await held)[0]["status"] == 202

@@ -27,7 +27,15 @@ from recsys.models.registry import ModelRegistry
 from recsys_api.backends import Backends
 from recsys_api.catalog import Catalog
 from recsys_api.deps import ApiContext
-from recsys_api.metrics import BREAKER_STATE, IN_FLIGHT, LAST_LISTS, SERVED_QUEUE, SHED
+from recsys_api.metrics import (
+    BREAKER_STATE,
+    IN_FLIGHT,
+    LAST_LISTS,
+    LOOP_LAG,
+    SERVED_QUEUE,
+    SHED,
+)
+from recsys_api.overload import LoopLag
 from recsys_api.recommend import Recommender
 from recsys_api.routes import RECOMMENDATIONS_PATH, router
 from recsys_api.served import LastLists, ServedLog
@@ -45,16 +53,20 @@ WARM_UP_S = 5.0  # per dependency, before /readyz says ready
 def create_app(settings: Settings) -> FastAPI:
     api = settings.api
     slots = Slots(limit=api.max_in_flight)
+    lag = LoopLag()
+    shed_lag_s = api.shed_lag_ms / 1000
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Built here, on the server's event loop: gRPC channels belong to the loop they are
         # made on.
-        context = _context(settings)
+        context = _context(settings, lag)
         app.state.api = context
         _export_gauges(context, slots)
+        LOOP_LAG.set_function(lambda: lag.seconds)
         context.served_log.start()
         tasks = [
+            asyncio.create_task(lag.run()),
             asyncio.create_task(context.served_log.run()),
             asyncio.create_task(_load_then_watch(context, settings)),
         ]
@@ -87,14 +99,16 @@ def create_app(settings: Settings) -> FastAPI:
         slots=slots,
         path_prefix=RECOMMENDATIONS_PATH,
         status=429,
-        detail=f"{slots.limit} recommendation requests are in flight, the limit; retry later",
+        detail="too busy: the limit of requests in flight, or the API's event loop running "
+        "late; nothing was done, retry later",
         retry_after_s=api.retry_after_s,
         on_shed=SHED.inc,
+        overloaded=lambda: lag.seconds > shed_lag_s,
     )
     return app
 
 
-def _context(settings: Settings) -> ApiContext:
+def _context(settings: Settings, lag: LoopLag) -> ApiContext:
     api = settings.api
     backends = Backends.connect(settings)
     catalog = Catalog(ModelRegistry.from_settings(settings.models))
@@ -104,7 +118,12 @@ def _context(settings: Settings) -> ApiContext:
         backends=backends,
         catalog=catalog,
         recommender=Recommender(
-            api, backends, catalog, last, redis_prefix=settings.redis.key_prefix
+            api,
+            backends,
+            catalog,
+            last,
+            redis_prefix=settings.redis.key_prefix,
+            loop_lag_s=lambda: lag.seconds,
         ),
         served_log=ServedLog(settings),
         last=last,

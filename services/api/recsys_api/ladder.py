@@ -42,6 +42,7 @@ class Reason(StrEnum):
     FEATURES_UNAVAILABLE = "features_unavailable"
     CANDIDATES_UNAVAILABLE = "candidates_unavailable"
     NO_CANDIDATES = "no_candidates"
+    OVERLOADED = "overloaded"
     FALLBACK_UNAVAILABLE = "fallback_unavailable"
     INTERNAL_ERROR = "internal_error"
 
@@ -58,6 +59,7 @@ _LEVELS = {
     Reason.FEATURES_UNAVAILABLE: Level.FALLBACK,
     Reason.CANDIDATES_UNAVAILABLE: Level.FALLBACK,
     Reason.NO_CANDIDATES: Level.FALLBACK,
+    Reason.OVERLOADED: Level.FALLBACK,
     Reason.FALLBACK_UNAVAILABLE: Level.EMERGENCY,
     Reason.INTERNAL_ERROR: Level.EMERGENCY,
 }

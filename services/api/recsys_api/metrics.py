@@ -16,6 +16,7 @@ __all__ = [
     "DEGRADATIONS",
     "IN_FLIGHT",
     "LAST_LISTS",
+    "LOOP_LAG",
     "REQUESTS",
     "REQUEST_LATENCY",
     "SERVED_LOG",
@@ -55,6 +56,10 @@ SHED = Counter(
     "Requests answered 429 at once because max_in_flight were in flight.",
 )
 IN_FLIGHT = Gauge("recsys_api_requests_in_flight", "Recommendation requests being handled.")
+LOOP_LAG = Gauge(
+    "recsys_api_event_loop_lag_seconds",
+    "How late the API's event loop runs a timer (recent peak): the overload signal.",
+)
 SERVED_LOG = Counter(
     "recsys_api_served_log_total",
     "Served lists and what became of them in Kafka (sent, failed, dropped: queue full).",

@@ -111,7 +111,9 @@ class Recommender:
         last: LastLists,
         *,
         redis_prefix: str,
+        loop_lag_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
+        self._loop_lag_s = loop_lag_s
         self._settings = settings
         self._backends = backends
         self._catalog = catalog
@@ -129,9 +131,16 @@ class Recommender:
         steps = Degradation()
         timings: dict[str, float] = {}
         titles = self._catalog.titles()
-        assigned, features = await asyncio.gather(
-            self._assign(ask, budget, steps, timings), self._features(ask, budget, steps, timings)
-        )
+        lag_ms = self._loop_lag_s() * 1000
+        if lag_ms > self._settings.overload_lag_ms:
+            # Saturated: the cheap rung now, before the queue behind us outgrows the budget.
+            steps.step(Reason.OVERLOADED, f"event loop {lag_ms:.0f} ms late")
+            assigned, features = None, None
+        else:
+            assigned, features = await asyncio.gather(
+                self._assign(ask, budget, steps, timings),
+                self._features(ask, budget, steps, timings),
+            )
         serving = assigned.serving if assigned is not None else DEFAULT_SERVING
         served = served_pb2.ServedRecommendations(
             request_id=str(uuid.uuid4()),

@@ -686,6 +686,18 @@ class ApiSettings(BaseModel):
         "once, instead of queueing past the budget.",
     )
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with a 429.")
+    overload_lag_ms: float = Field(
+        default=20.0,
+        gt=0,
+        description="Event-loop lag above which a request skips the personalised stages and is "
+        "served the fallback lists (level 2, reason overloaded): cheap answers while saturated.",
+    )
+    shed_lag_ms: float = Field(
+        default=50.0,
+        gt=0,
+        description="Event-loop lag above which a request is refused with 429 + Retry-After "
+        "before routing, instead of queueing past the budget.",
+    )
     breaker_failures: int = Field(
         default=5,
         ge=1,

@@ -14,7 +14,8 @@ covers the probes and sends no ``Retry-After``.
 The ingest service answers 503 (its limit is the server's capacity, and client SDKs resend a 503
 batch after ``Retry-After``); the recommendation API answers 429 (what its issue asks, and what
 an app's HTTP client backs off from). A slot is held from the request's headers until its
-response is sent.
+response is sent. ``overloaded`` (optional) refuses the same way while it says so, whatever the
+count (the API passes its event-loop lag check).
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ class InFlightLimit:
         detail: str,
         retry_after_s: int,
         on_shed: Callable[[], None],
+        overloaded: Callable[[], bool] = lambda: False,
     ) -> None:
         self.app = app
+        self._overloaded = overloaded
         self._slots = slots
         self._prefix = path_prefix
         self._status = status
@@ -65,7 +68,7 @@ class InFlightLimit:
             await self.app(scope, receive, send)
             return
         slots = self._slots
-        if slots.taken >= slots.limit:
+        if slots.taken >= slots.limit or self._overloaded():
             self._on_shed()
             # The unread body is discarded by the server (uvicorn keeps the connection usable).
             await send(

@@ -176,6 +176,9 @@ def api_system(platform: Platform, infra: Settings, root: Path) -> Iterator[ApiS
             "RECSYS_API__RANKING_MS": "500",
             "RECSYS_API__FALLBACK_MS": "500",
             "RECSYS_API__BREAKER_RECOVERY_S": "0.5",
+            # A busy test machine must not shed: these tests are about the ladder's rungs.
+            "RECSYS_API__OVERLOAD_LAG_MS": "5000",
+            "RECSYS_API__SHED_LAG_MS": "10000",
         }
         # The fallback lists of the platform's world, in the registry and this Redis.
         fallback_settings = platform.settings.model_copy(

@@ -192,7 +192,15 @@ class World:
             _channels={},
         )
         self.last = LastLists(100)
-        self.recommender = Recommender(api, backends, self.catalog, self.last, redis_prefix=PREFIX)
+        self.lag_s = 0.0
+        self.recommender = Recommender(
+            api,
+            backends,
+            self.catalog,
+            self.last,
+            redis_prefix=PREFIX,
+            loop_lag_s=lambda: self.lag_s,
+        )
 
     def ask(self, user: str = "u1", k: int = 4) -> Result:
         ask = Ask(user_id=user, k=k, country="US", device="tv")
@@ -335,6 +343,20 @@ def test_a_slow_dependency_is_cut_at_its_stage_cap(tmp_path: Path) -> None:
     assert result.level is Level.DEGRADED
     assert "no answer within 20 ms" in result.steps.steps[0].detail
     assert world.rank.cut  # the call was given its cap, not the 0.5 s it wanted
+
+
+def test_a_late_event_loop_serves_the_fallback_lists_without_calling_anyone(
+    world: World,
+) -> None:
+    world.lag_s = 0.030  # overload_lag_ms is 20
+    result = world.ask()
+    assert result.level is Level.FALLBACK
+    assert _reasons(result) == ["overloaded"]
+    assert _ids(result) == ["c0", "c1", "d0", "d1"]
+    assert not world.assign.calls
+    assert not world.features.calls
+    world.lag_s = 0.0
+    assert world.ask().level is Level.FULL
 
 
 def test_no_time_left_means_no_call(tmp_path: Path) -> None:
