@@ -705,7 +705,7 @@ class ApiSettings(BaseModel):
         description="Consecutive failed calls to a dependency that open its circuit breaker.",
     )
     breaker_recovery_s: float = Field(
-        default=2.0,
+        default=1.0,
         gt=0,
         le=3600,
         description="How long an open breaker skips its dependency before letting calls try.",
