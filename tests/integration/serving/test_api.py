@@ -6,9 +6,13 @@ and level 0 again once the dependency is back."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
@@ -16,6 +20,8 @@ from recsys.clients.kafka import kafka_consumer
 from recsys.config import Settings
 from recsys.events.v1 import events_pb2
 from recsys.features.title_table import TITLE_FEATURES_MODEL, TitleFeatureTable
+from recsys.featurestore.v1 import featurestore_pb2 as fs_pb
+from recsys.featurestore.v1 import featurestore_pb2_grpc as fs_grpc
 from recsys.recommendations.v1 import served_pb2
 from tests.integration.serving.api_system import ApiSystem, wait_level
 from tests.integration.serving.conftest import Platform
@@ -149,6 +155,50 @@ def test_a_play_posted_through_ingest_changes_the_next_answer(
     assert played not in ids_after, "the played title is still recommended after 30 s"
     assert ids_after != [i["id"] for i in before["items"]]
     assert after["level"] == 0, after["why"]
+
+
+def test_an_imported_movielens_member_gets_recommendations(
+    system: ApiSystem, tmp_path: Path
+) -> None:
+    """MovieLens (ml-latest format) through `recsys import`, the ingest API and the feature
+    worker, like any imported dataset: the member is served at level 0 from their features."""
+    now = int(time.time())
+    (tmp_path / "movies.csv").write_text(
+        "movieId,title,genres\n1,Toy Story (1995),Animation|Children's|Comedy\n"
+        "2,Heat (1995),Action|Crime|Thriller\n3,Casino (1995),Crime|Drama\n"
+    )
+    (tmp_path / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n"
+        + "".join(f"4242,{m},4.0,{now - 600 + m}\n" for m in (1, 2, 3))
+    )
+    imported = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "recsys"),
+            *("import", "movielens", str(tmp_path), "--no-catalog"),
+            *("--ingest-url", f"http://{system.services['ingest'].address}"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    member = "ml-u4242"
+    deadline = time.monotonic() + 30
+    watched: list[str] = []
+    address = system.services["featurestore"].address
+    while time.monotonic() < deadline and len(watched) < 3:
+        with grpc.insecure_channel(address) as channel:
+            reply = fs_grpc.FeatureStoreServiceStub(channel).GetUserFeatures(
+                fs_pb.GetUserFeaturesRequest(user_id=member), timeout=5
+            )
+        feature = reply.features.features["recently_watched_title_ids"]
+        watched = list(feature.value.string_list_value.values)
+        time.sleep(0.2)
+    assert sorted(watched) == ["ml-1", "ml-2", "ml-3"]
+    body = wait_level(system, member, 0, country=COUNTRY)
+    assert len(body["items"]) == 10
+    assert body["user_id"] == member
 
 
 # (dependency, the level while it is gone, the reason reported)
