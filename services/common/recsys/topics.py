@@ -91,7 +91,7 @@ SERVED_RECOMMENDATIONS = TopicSpec(
     cleanup_policy="delete",
     description="Every list the API served (items, variant, model, level), for A/B metrics.",
     key="user_id (UTF-8)",
-    value="served recommendation record",
+    value="recsys.recommendations.v1.ServedRecommendations (protobuf)",
 )
 
 EXPOSURES = TopicSpec(
