@@ -147,6 +147,8 @@ async def _load_then_watch(context: ApiContext, settings: Settings) -> None:
     else:
         log.info("catalog loaded", **catalog.versions)
     log.info("dependencies connected", **await warm)
+    warmed = await context.recommender.warm_up(settings.api.default_country)
+    log.info("request path warmed up", rounds=warmed)
     context.started.set()
     await catalog.watch(interval_s=settings.serving.reload_interval_s)
 

@@ -65,6 +65,7 @@ MIN_CALL_S: Final = 0.001
 MIN_DEPTH: Final = 50
 DEPTH_PER_ITEM: Final = 4
 
+WARM_UP_MEMBER: Final = "api-warm-up"
 _WATCHED: Final = "recently_watched_title_ids"
 _AFFINITY: Final = "genre_affinity_vector"
 
@@ -168,6 +169,41 @@ class Recommender:
         served.level = LEVEL_PROTO[steps.level]
         served.reasons.extend(s.reason.value for s in steps.steps)
         return Result(served, steps, timings, titles)
+
+    async def warm_up(self, country: str, *, rounds: int = 3, timeout_s: float = 2.0) -> int:
+        """Run features → candidates → ranking for a made-up member (no experiment, so no
+        exposure is recorded), so that the services' first-call costs (a store's prepared
+        statements, a model's first run) are not paid by members. Returns the rounds that
+        went through; failures are the ladder's business later."""
+        backends, done = self._backends, 0
+        for _ in range(rounds):
+            try:
+                features = await backends.featurestore.GetUserFeatures(
+                    featurestore_pb2.GetUserFeaturesRequest(user_id=WARM_UP_MEMBER),
+                    timeout=timeout_s,
+                )
+                found = await backends.candidates.GetCandidates(
+                    candidates_pb2.GetCandidatesRequest(
+                        user_id=WARM_UP_MEMBER, country=country, features=features.features
+                    ),
+                    timeout=timeout_s,
+                )
+                if found.title_ids:
+                    await backends.ranker.Rank(
+                        ranker_pb2.RankRequest(
+                            user_id=WARM_UP_MEMBER,
+                            country=country,
+                            features=features.features,
+                            title_ids=found.title_ids,
+                            retrieval_scores=found.scores,
+                            limit=MIN_DEPTH,
+                        ),
+                        timeout=timeout_s,
+                    )
+            except Exception:  # a dependency down: nothing to warm
+                continue
+            done += 1
+        return done
 
     def after_error(self, ask: Ask, error: BaseException) -> Result:
         """The emergency answer when the request itself failed (a bug): never a 500."""

@@ -359,6 +359,14 @@ def test_a_late_event_loop_serves_the_fallback_lists_without_calling_anyone(
     assert world.ask().level is Level.FULL
 
 
+def test_warm_up_runs_the_chain_without_experiments(world: World) -> None:
+    assert asyncio.run(world.recommender.warm_up("US", rounds=2)) == 2
+    assert len(world.rank.calls) == 2
+    assert not world.assign.calls  # no exposure for a made-up member
+    world.candidates.error = _failing(grpc.StatusCode.UNAVAILABLE)
+    assert asyncio.run(world.recommender.warm_up("US", rounds=2)) == 0
+
+
 def test_no_time_left_means_no_call(tmp_path: Path) -> None:
     world = World(tmp_path, budget_ms=5.0, reserve_ms=4.5)
     result = world.ask()
