@@ -259,6 +259,8 @@ def test_redis_killed_degrades_to_batch_features_then_the_last_list_when_all_els
         system.kill("featurestore")
         try:
             emergency = [system.recommend(user, k=10, country=COUNTRY) for _ in range(10)]
+            # A member this process never served: the global list it holds.
+            stranger = system.recommend("u-never-served", k=5, country=COUNTRY)
         finally:
             system.start("featurestore").wait_serving()
         assert {a["level"] for a in emergency} == {3}, [a["why"] for a in emergency]
@@ -267,8 +269,6 @@ def test_redis_killed_degrades_to_batch_features_then_the_last_list_when_all_els
             i["id"] for i in last["items"]
         ]
         assert {i["reason"] for a in emergency for i in a["items"]} == {"your last recommendations"}
-        # A member this process never served: the global list it holds.
-        stranger = system.recommend("u-never-served", k=5, country=COUNTRY)
         assert stranger["level"] == 3
         assert {i["reason"] for i in stranger["items"]} == {"popular everywhere"}
         assert len(stranger["items"]) == 5
