@@ -24,6 +24,7 @@ up: venv infra-up bootstrap services-up ## Set up everything and run it (virtual
 	@echo
 	@$(RECSYS) services endpoints
 	@echo "Kafka $${RECSYS_KAFKA__PORT:-9092}, Cassandra $${RECSYS_CASSANDRA__PORT:-9042}, Redis $${RECSYS_REDIS__PORT:-6379} on 127.0.0.1."
+	@echo "Prometheus: http://127.0.0.1:$${RECSYS_PROMETHEUS__PORT:-9090}/alerts (SLO and platform rules, docs/observability.md)"
 	@$(RECSYS) models list
 	@echo "Recommendations: curl 'http://127.0.0.1:$${RECSYS_API__PORT:-8080}/v1/recommendations/u0000001?k=5&country=US'"
 	@echo "Web page: http://127.0.0.1:$${RECSYS_API__PORT:-8080}/"
@@ -45,7 +46,7 @@ $(BUF):
 	@echo "building buf $(BUF_VERSION) from the Go module proxy (once per machine, a few minutes)"
 	GOBIN=$(dir $(BUF)) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 
-infra-up: venv ## Start Kafka, Cassandra and Redis (no-op for those already running)
+infra-up: venv ## Start Kafka, Cassandra, Redis and Prometheus (no-op for those already running)
 	$(RECSYS) infra up
 
 infra-down: venv ## Stop the servers infra-up started

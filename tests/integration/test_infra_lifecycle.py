@@ -94,5 +94,5 @@ def test_cli_status_reports_the_shared_servers(infra: Settings) -> None:
         check=True,
     ).stdout
     rows = {r["name"]: r for r in json.loads(out)}
-    assert set(rows) == {"kafka", "cassandra", "redis"}
+    assert set(rows) == {"kafka", "cassandra", "redis", "prometheus"}
     assert all(r["state"] == "running" and r["pid"] for r in rows.values())

@@ -42,6 +42,7 @@ __all__ = [
     "MetricsSettings",
     "ModelsSettings",
     "PipelinesSettings",
+    "PrometheusSettings",
     "RankerSettings",
     "RedisSettings",
     "ServicesSettings",
@@ -751,6 +752,21 @@ class ApiSettings(BaseModel):
     )
 
 
+class PrometheusSettings(BaseModel):
+    """The local Prometheus `recsys infra up` runs (Debian's package, the project's config)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9090, ge=1, le=65535)
+    scrape_interval_s: int = Field(default=5, ge=1, le=300)
+    retention: str = Field(
+        default="2d", pattern=r"^[0-9]+[smhdwy]$", description="How long samples are kept."
+    )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -774,6 +790,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)

@@ -34,6 +34,7 @@ from recsys.infra.names import (
     STREAM_SERVICE_NAMES,
 )
 from recsys.infra.process import ProcessRecord, describe_listener, read_record, spawn, terminate
+from recsys.infra.prometheus import PrometheusServer
 from recsys.infra.redis import RedisServer
 from recsys.infra.server import InfraError, Server, port_is_free
 from recsys.infra.services import (
@@ -112,6 +113,7 @@ def servers(
         "kafka": KafkaServer,
         "cassandra": CassandraServer,
         "redis": RedisServer,
+        "prometheus": PrometheusServer,
         "ingest": IngestService,
         "bronze": BronzeService,
         "api": ApiService,

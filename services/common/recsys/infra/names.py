@@ -17,7 +17,7 @@ __all__ = [
 
 FEATURES_GROUP = "features"  # stands for the feature workers features-1 ... features-N
 # Infrastructure first, then the platform's services that depend on it.
-SERVER_NAMES = ("kafka", "cassandra", "redis")
+SERVER_NAMES = ("kafka", "cassandra", "redis", "prometheus")
 # The stream services, then the gRPC serving services (which need the pipelines' models).
 STREAM_SERVICE_NAMES = ("ingest", FEATURES_GROUP, "bronze")
 SERVING_SERVICE_NAMES = ("featurestore", "candidates", "ranker", "experiments")
