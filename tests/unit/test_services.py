@@ -170,7 +170,7 @@ def test_down_and_status_take_in_workers_an_earlier_up_started(tmp_path: Path) -
     ]
     # Only the group pulls them in, and `infra` names never do.
     assert [c.name for c in manager.servers(s, ["bronze"], recorded=True)] == ["bronze"]
-    assert manager.servers(s, recorded=True)[-1].name == "redis"
+    assert manager.servers(s, recorded=True)[-1].name == "prometheus"
 
 
 def test_status_lists_an_extra_worker_only_while_it_runs(tmp_path: Path) -> None:
