@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -72,3 +73,23 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("artifacts")
         for line in ARTIFACTS:
             terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """End schemathesis's in-process ASGI lifespans (the ingest fuzz tests' app) within a bound,
+    before its own plugin does it without one: one full run in several hung there for good,
+    idle, waiting for the app's shutdown. A hang is now a teardown error that says so, not a
+    stalled suite."""
+    if not item.nodeid.startswith("tests/integration/test_ingest_fuzz.py"):
+        return
+    from schemathesis.python.asgi import shutdown_lifespans
+
+    stopper = threading.Thread(target=shutdown_lifespans, daemon=True)
+    stopper.start()
+    stopper.join(LIFESPAN_STOP_S)
+    if stopper.is_alive():
+        raise RuntimeError(f"the ingest app's lifespan did not shut down in {LIFESPAN_STOP_S} s")
+
+
+LIFESPAN_STOP_S = 60
