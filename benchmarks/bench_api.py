@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -34,10 +33,9 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import psutil
+from background_traffic import simulator
 
 from recsys.config import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -212,22 +210,6 @@ async def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_simulator(args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
-    if args.simulator_rate <= 0:
-        return None
-    total_s = len(args.rates) * (args.duration + args.warmup + 2) + 10
-    print(f"simulator: {args.simulator_rate:g} events/s to the ingest API")
-    return subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "recsys"),
-            "simulate",
-            *("--rate", str(args.simulator_rate), "--duration", str(total_s)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -249,13 +231,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.duration <= 0 or args.members < 1 or not args.rates or min(args.rates) <= 0:
         parser.error("--duration, --members and every rate must be positive")
-    simulator = _start_simulator(args)
-    try:
+    total_s = len(args.rates) * (args.duration + args.warmup + 2) + 10
+    with simulator(rate=args.simulator_rate, duration_s=total_s):
         code = asyncio.run(_main(args))
-    finally:
-        if simulator is not None:
-            simulator.terminate()
-            simulator.wait(10)
     sys.exit(code)
 
 

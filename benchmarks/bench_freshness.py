@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import numpy as np
+from background_traffic import simulator
 
 from recsys.clients.ingest import IngestClient
 from recsys.config import Settings
@@ -172,23 +171,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.members < 1 or args.concurrency < 1 or args.poll_ms < 1 or args.timeout <= 0:
         parser.error("--members, --concurrency, --poll-ms and --timeout must be positive")
-    simulator = None
-    if args.simulator_rate > 0:
-        simulator = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "recsys"),
-                "simulate",
-                *("--rate", str(args.simulator_rate), "--duration", "3600"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    try:
+    with simulator(rate=args.simulator_rate, duration_s=3600):
         code = asyncio.run(_main(args))
-    finally:
-        if simulator is not None:
-            simulator.terminate()
-            simulator.wait(10)
     sys.exit(code)
 
 

@@ -8,9 +8,8 @@ served lists and closes the channels.
 
 from __future__ import annotations
 
-import uvicorn
-
 from recsys.config import Settings
+from recsys.http_server import serve_http
 from recsys.log import configure
 from recsys_api.app import create_app
 
@@ -22,19 +21,12 @@ GRACEFUL_SHUTDOWN_S = 10
 def main() -> None:
     settings = Settings()
     configure(settings.log, service="api")
-    config = uvicorn.Config(
+    serve_http(
         create_app(settings),
         host=settings.api.host,
         port=settings.api.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,  # a line per request costs more than the request at 100+ req/s
-        log_config=None,  # keep recsys.log's configuration
-        server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        graceful_shutdown_s=GRACEFUL_SHUTDOWN_S,
     )
-    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

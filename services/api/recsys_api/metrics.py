@@ -10,18 +10,24 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 from recsys.metrics import STAGE_LATENCY_BUCKETS, latency_histogram
+from recsys_api.ladder import Reason
 
 __all__ = [
+    "ANSWERED_BY_LEVEL",
     "BREAKER_STATE",
     "DEGRADATIONS",
+    "DEGRADATIONS_BY_REASON",
     "IN_FLIGHT",
     "LAST_LISTS",
+    "LATENCY_BY_LEVEL",
+    "LATENCY_BY_STAGE",
     "LOOP_LAG",
     "REQUESTS",
     "REQUEST_LATENCY",
     "SERVED_LOG",
     "SERVED_QUEUE",
     "SHED",
+    "STAGES",
     "STAGE_LATENCY",
 ]
 
@@ -69,3 +75,11 @@ SERVED_QUEUE = Gauge("recsys_api_served_log_queued", "Served lists waiting for K
 LAST_LISTS = Gauge(
     "recsys_api_last_lists", "Members whose last list this process keeps (emergency level)."
 )
+
+
+# Children bound once: `.labels()` costs a lock and a dictionary lookup per call, on every request.
+STAGES = ("experiments", "features", "candidates", "ranking", "fallback", "postrank")
+ANSWERED_BY_LEVEL = {level: REQUESTS.labels(status="200", level=str(level)) for level in range(4)}
+LATENCY_BY_LEVEL = {level: REQUEST_LATENCY.labels(level=str(level)) for level in range(4)}
+LATENCY_BY_STAGE = {stage: STAGE_LATENCY.labels(stage=stage) for stage in STAGES}
+DEGRADATIONS_BY_REASON = {reason: DEGRADATIONS.labels(reason=reason.value) for reason in Reason}

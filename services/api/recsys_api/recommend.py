@@ -159,13 +159,14 @@ class Recommender:
             picks = await self._personalised(
                 ask, features, serving, titles, served, budget, steps, timings
             )
-            if picks:
-                self._last.remember(ask.user_id, [_item(p) for p in picks])
         if picks is None:
             picks = await self._popular(ask, features, titles, budget, steps, timings)
         if picks is None:
             picks = self.emergency(ask, titles)
-        served.items.extend(_item(p) for p in picks)
+        items = [_item(p) for p in picks]
+        served.items.extend(items)  # copies: the list kept below stays apart from `served`
+        if steps.level <= Level.DEGRADED:  # personalised: what level 3 falls back to later
+            self._last.remember(ask.user_id, items)
         served.level = LEVEL_PROTO[steps.level]
         served.reasons.extend(s.reason.value for s in steps.steps)
         return Result(served, steps, timings, titles)

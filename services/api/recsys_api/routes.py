@@ -14,11 +14,17 @@ from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
-from recsys.catalog import DEVICES, ID_PATTERN, ISO_COUNTRIES
+from recsys.catalog import DEVICES, ISO_COUNTRIES, id_problem
 from recsys.clients.ingest import IngestUnavailable
 from recsys.log import get_logger
 from recsys_api.deps import Context
-from recsys_api.metrics import DEGRADATIONS, REQUEST_LATENCY, REQUESTS, STAGE_LATENCY
+from recsys_api.metrics import (
+    ANSWERED_BY_LEVEL,
+    DEGRADATIONS_BY_REASON,
+    LATENCY_BY_LEVEL,
+    LATENCY_BY_STAGE,
+    REQUESTS,
+)
 from recsys_api.page import PAGE
 from recsys_api.recommend import Ask
 from recsys_api.schema import Problem, Recommendations, answer, server_timing
@@ -64,12 +70,9 @@ def _checked(
 ) -> Ask | str:
     """The request, or what is wrong with it."""
     api = context.settings
-    if not ID_PATTERN.match(user_id):
-        shown = user_id if len(user_id) <= 40 else user_id[:40] + "..."
-        return (
-            f"user id {shown!r} is malformed: 1-64 characters of letters, digits, '_', '-', "
-            "'.' or ':', starting with a letter or digit"
-        )
+    problem = id_problem(user_id, "user id")
+    if problem is not None:
+        return problem
     k = api.default_k if k is None else k
     if not 1 <= k <= api.max_k:
         return f"k is {k}; ask for 1 to {api.max_k} items"
@@ -103,7 +106,11 @@ async def recommendations(
     if isinstance(ask, str):
         return _problem(400, ask)
     if not context.ready:
-        return _problem(503, "starting: the title table is not loaded yet", {"Retry-After": "1"})
+        return _problem(
+            503,
+            "starting: the title table is loading and the dependencies connecting",
+            {"Retry-After": "1"},
+        )
     try:
         result = await context.recommender.recommend(ask, started)
     except Exception as exc:  # a bug, not a dependency: still an answer, at the last level
@@ -112,13 +119,12 @@ async def recommendations(
     total_ms = (time.perf_counter() - started) * 1000
     result.served.latency_ms = round(total_ms, 3)
     context.served_log.record(result.served)
-    level = str(int(result.level))
-    REQUESTS.labels(status="200", level=level).inc()
-    REQUEST_LATENCY.labels(level=level).observe(total_ms / 1000)
+    ANSWERED_BY_LEVEL[result.level].inc()
+    LATENCY_BY_LEVEL[result.level].observe(total_ms / 1000)
     for stage, ms in result.timings_ms.items():
-        STAGE_LATENCY.labels(stage=stage).observe(ms / 1000)
+        LATENCY_BY_STAGE[stage].observe(ms / 1000)
     for step in result.steps.steps:
-        DEGRADATIONS.labels(reason=step.reason.value).inc()
+        DEGRADATIONS_BY_REASON[step.reason].inc()
     return Response(
         orjson.dumps(answer(result, total_ms)),
         media_type=_JSON,

@@ -124,18 +124,12 @@ class ServedLog:
         self._connecting = asyncio.create_task(self._connect())
 
     async def _connect(self) -> None:
-        from recsys.clients.kafka import kafka_producer
+        from recsys.clients.kafka import started_producer
 
-        async def started() -> AIOKafkaProducer:
-            producer = kafka_producer(self._settings.kafka, client_id="recsys-api")
-            try:
-                await producer.start()
-            except Exception:
-                await producer.stop()
-                raise
-            return producer
-
-        self._producer = await keep_trying("kafka", started)
+        settings = self._settings.kafka
+        self._producer = await keep_trying(
+            "kafka", lambda: started_producer(settings, client_id="recsys-api")
+        )
         self._ready.set()
 
     async def run(self) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "ISO_COUNTRIES",
     "MATURITY_RATINGS",
     "PLAN_TIERS",
+    "id_problem",
 ]
 
 GENRES: tuple[str, ...] = (
@@ -60,6 +61,20 @@ MATURITY_RATINGS: tuple[str, ...] = ("all", "7+", "13+", "16+", "18+")
 
 # Member, title and request ids: short, printable, safe in Redis keys and Kafka record keys.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def id_problem(value: str, what: str) -> str | None:
+    """What is wrong with an id under ID_PATTERN, for the caller's error message; None if fine."""
+    if not value:
+        return f"{what} is empty"
+    if ID_PATTERN.match(value):
+        return None
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    return (
+        f"{what} {shown!r} is malformed: 1-64 characters of letters, digits, '_', '-', "
+        "'.' or ':', starting with a letter or digit"
+    )
+
 
 # ISO 3166-1 alpha-2 officially assigned codes.
 ISO_COUNTRIES: frozenset[str] = frozenset(

@@ -95,18 +95,12 @@ class ExposureLog:
         ]
 
     async def _connect_kafka(self) -> None:
-        from recsys.clients.kafka import kafka_producer
+        from recsys.clients.kafka import started_producer
 
-        async def started() -> AIOKafkaProducer:
-            producer = kafka_producer(self._settings.kafka, client_id="recsys-experiments")
-            try:
-                await producer.start()
-            except Exception:
-                await producer.stop()
-                raise
-            return producer
-
-        self._producer = await keep_trying("kafka", started)
+        settings = self._settings.kafka
+        self._producer = await keep_trying(
+            "kafka", lambda: started_producer(settings, client_id="recsys-experiments")
+        )
         self._kafka_ready.set()
 
     async def _connect_cassandra(self) -> None:

@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from recsys.config import KafkaSettings
 
-__all__ = ["kafka_admin", "kafka_consumer", "kafka_producer", "send_batches"]
+__all__ = ["kafka_admin", "kafka_consumer", "kafka_producer", "send_batches", "started_producer"]
 
 # (topic, partition) -> records (key, value) in the order they must be written; a None value is
 # a tombstone (a compacted topic then forgets the key)
@@ -41,6 +41,18 @@ def kafka_producer(
         value_serializer=value_serializer,
         **overrides,
     )
+
+
+async def started_producer(settings: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
+    """A started :func:`kafka_producer`; one that fails to start is closed before the error
+    propagates (for ``keep_trying`` loops that connect in the background)."""
+    producer = kafka_producer(settings, client_id=client_id)
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
 
 
 def kafka_consumer(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from recsys.catalog import ID_PATTERN
+from recsys.catalog import ID_PATTERN, id_problem
 
 __all__ = [
     "ID_PATTERN",
@@ -48,14 +48,9 @@ def deadline_exceeded(message: str) -> RpcError:
 
 
 def check_id(value: str, what: str) -> str:
-    if not value:
-        raise invalid(f"{what} is empty")
-    if not ID_PATTERN.match(value):
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        raise invalid(
-            f"{what} {shown!r} is malformed: 1-64 characters of letters, digits, '_', '-', "
-            "'.' or ':', starting with a letter or digit"
-        )
+    problem = id_problem(value, what)
+    if problem is not None:
+        raise invalid(problem)
     return value
 
 
