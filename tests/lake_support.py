@@ -12,9 +12,9 @@ import orjson
 
 from recsys.config import Settings
 from recsys.lake import load_catalog
+from recsys_bronze.append import append_by_day
+from recsys_bronze.tables import EVENTS_ARROW, open_events_table
 from recsys_datagen.lake_tables import DIM_MEMBERS, DIM_TITLES, open_dim_table, replace_source_rows
-from recsys_features.bronze.append import append_by_day
-from recsys_features.bronze.tables import EVENTS_ARROW, open_events_table
 
 __all__ = ["bronze_row", "write_bronze", "write_dims"]
 

@@ -30,10 +30,10 @@ from recsys.clients.kafka import kafka_admin, kafka_producer
 from recsys.config import LakeSettings, Settings
 from recsys.events.v1 import events_pb2
 from recsys.lake import load_catalog, table_identifier
-from recsys_features.bronze import BronzeSettings, BronzeWriter, CommitResult
-from recsys_features.bronze.append import DAY_US
-from recsys_features.bronze.offsets import table_offsets
-from recsys_features.bronze.writer import AfterTableCommit
+from recsys_bronze import BronzeSettings, BronzeWriter, CommitResult
+from recsys_bronze.append import DAY_US
+from recsys_bronze.offsets import table_offsets
+from recsys_bronze.writer import AfterTableCommit
 from tests.ingest_support import JSON_HEADERS, ingest_settings, running_ingest
 from tests.ingest_support import event as api_event
 
@@ -431,7 +431,7 @@ async def test_a_killed_writer_process_restarts_without_loss_or_duplicates(
     def spawn(name: str) -> subprocess.Popen[bytes]:
         with (tmp_path / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
             return subprocess.Popen(
-                [sys.executable, "-m", "recsys_features.bronze"],
+                [sys.executable, "-m", "recsys_bronze"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -11,10 +11,10 @@ from pyiceberg.table import Table
 
 from recsys.config import LakeSettings
 from recsys.lake import load_catalog
-from recsys_features.bronze.batch import Batch, ReadPositions, commit_batch
-from recsys_features.bronze.convert import EventRow, reject_row
-from recsys_features.bronze.offsets import table_offsets
-from recsys_features.bronze.tables import (
+from recsys_bronze.batch import Batch, ReadPositions, commit_batch
+from recsys_bronze.convert import EventRow, reject_row
+from recsys_bronze.offsets import table_offsets
+from recsys_bronze.tables import (
     EVENTS_ARROW,
     REJECTS_ARROW,
     open_events_table,

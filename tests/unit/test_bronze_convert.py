@@ -8,7 +8,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from recsys.events.v1 import events_pb2
-from recsys_features.bronze.convert import Rejected, event_row, reject_row, to_micros
+from recsys_bronze.convert import Rejected, event_row, reject_row, to_micros
 
 
 def _ts(seconds: int, nanos: int = 0) -> Timestamp:

@@ -6,9 +6,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from recsys.events.v1 import events_pb2
-from recsys_features.bronze.batch import Batch
-from recsys_features.bronze.convert import Rejected, event_id_of, event_row
-from recsys_features.bronze.dedup import RecentIds
+from recsys_bronze.batch import Batch
+from recsys_bronze.convert import Rejected, event_id_of, event_row
+from recsys_bronze.dedup import RecentIds
 
 T0 = 1_767_225_600_000  # ms
 

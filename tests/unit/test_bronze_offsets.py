@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 
 from recsys.config import LakeSettings
 from recsys.lake import load_catalog
-from recsys_features.bronze.offsets import (
+from recsys_bronze.offsets import (
     OFFSETS_PROPERTY,
     decode,
     encode,
     merge,
     table_offsets,
 )
-from recsys_features.bronze.tables import EVENTS_ARROW, open_events_table
+from recsys_bronze.tables import EVENTS_ARROW, open_events_table
 
 offsets_maps = st.dictionaries(
     st.tuples(st.text(min_size=1, max_size=20), st.integers(0, 1_000)),

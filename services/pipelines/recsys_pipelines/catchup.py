@@ -34,7 +34,7 @@ __all__ = [
     "wait_for_bronze",
 ]
 
-# Written by the bronze writer (recsys_features.bronze.offsets); a documented contract, read here
+# Written by the bronze writer (recsys_bronze.offsets); a documented contract, read here
 # without importing another service's internals.
 BRONZE_OFFSETS_PROPERTY = "recsys.bronze.offsets"
 

@@ -16,7 +16,7 @@ from recsys.clients.cassandra import CassandraClient
 from recsys.config import CassandraSettings, ModelsSettings, Settings
 from recsys.models import FALLBACKS_FILE, FallbackLists, ModelRegistry
 from recsys.models.fallbacks import read_fallback
-from recsys_features.bronze import BronzeSettings, BronzeWriter
+from recsys_bronze import BronzeSettings, BronzeWriter
 from recsys_pipelines.bootstrap import BootstrapOptions, BootstrapReport, bootstrap
 from recsys_pipelines.contracts import FEATURES_TITLE_DAILY, TRAINING_EXAMPLES
 from recsys_pipelines.errors import PipelineError

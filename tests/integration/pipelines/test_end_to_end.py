@@ -13,7 +13,7 @@ import pytest
 from recsys.clients.cassandra import CassandraClient
 from recsys.config import CassandraSettings, Settings
 from recsys.lake import table_identifier
-from recsys_features.bronze import BronzeSettings, BronzeWriter
+from recsys_bronze import BronzeSettings, BronzeWriter
 from recsys_pipelines.contracts import FEATURES_USER_DAILY, GOLD_TOP_TITLES_7D
 from recsys_pipelines.daily import DailyContext, backfill, run_daily
 from recsys_pipelines.tables import read_table

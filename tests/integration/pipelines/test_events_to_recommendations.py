@@ -18,7 +18,7 @@ from recsys.config import CassandraSettings, LakeSettings, ModelsSettings, Setti
 from recsys.lake import load_catalog
 from recsys.models import FALLBACKS_FILE, FallbackLists, ModelRegistry
 from recsys.models.fallbacks import read_fallback
-from recsys_features.bronze import BronzeSettings, BronzeWriter
+from recsys_bronze import BronzeSettings, BronzeWriter
 from recsys_pipelines.bootstrap import BootstrapOptions, bootstrap
 from recsys_pipelines.contracts import (
     GOLD_OFFLINE_EVALUATION,

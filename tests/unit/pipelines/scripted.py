@@ -25,10 +25,10 @@ from pyiceberg.catalog import Catalog
 
 from recsys.config import LakeSettings
 from recsys.lake import load_catalog
+from recsys_bronze.append import append_by_day
+from recsys_bronze.tables import EVENTS_ARROW, open_events_table
 from recsys_datagen.dimensions import MEMBER_SCHEMA, TITLE_SCHEMA
 from recsys_datagen.lake_tables import DIM_MEMBERS, DIM_TITLES, open_dim_table, replace_source_rows
-from recsys_features.bronze.append import append_by_day
-from recsys_features.bronze.tables import EVENTS_ARROW, open_events_table
 from recsys_pipelines.settings import PipelineSettings
 
 __all__ = [

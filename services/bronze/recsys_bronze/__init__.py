@@ -6,8 +6,8 @@
 See docs/bronze-lake.md for the design (micro-commits, offsets in snapshot summaries, rejects).
 """
 
-from recsys_features.bronze.batch import CommitResult
-from recsys_features.bronze.settings import BronzeSettings, load_bronze_settings
-from recsys_features.bronze.writer import BronzeWriter
+from recsys_bronze.batch import CommitResult
+from recsys_bronze.settings import BronzeSettings, load_bronze_settings
+from recsys_bronze.writer import BronzeWriter
 
 __all__ = ["BronzeSettings", "BronzeWriter", "CommitResult", "load_bronze_settings"]

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m recsys_features.bronze`` runs the writer until SIGTERM or SIGINT."""
+"""Entry point: ``python -m recsys_bronze`` runs the writer until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import signal
 from recsys.config import Settings
 from recsys.log import configure
 from recsys.metrics import serve_metrics
-from recsys_features.bronze.settings import BronzeSettings, load_bronze_settings
-from recsys_features.bronze.writer import BronzeWriter
+from recsys_bronze.settings import BronzeSettings, load_bronze_settings
+from recsys_bronze.writer import BronzeWriter
 
 __all__ = ["main"]
 

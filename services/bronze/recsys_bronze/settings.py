@@ -5,7 +5,7 @@
 prefix and delimiter the shared settings use::
 
     RECSYS_BRONZE__COMMIT_MAX_ROWS=5000 RECSYS_BRONZE__COMMIT_INTERVAL_S=10 \\
-        python -m recsys_features.bronze
+        python -m recsys_bronze
 """
 
 from __future__ import annotations

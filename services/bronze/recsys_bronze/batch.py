@@ -17,9 +17,9 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
-from recsys_features.bronze.append import append_by_day
-from recsys_features.bronze.convert import EventRow, RejectRow
-from recsys_features.bronze.offsets import OFFSETS_PROPERTY, Offsets, encode, merge, table_offsets
+from recsys_bronze.append import append_by_day
+from recsys_bronze.convert import EventRow, RejectRow
+from recsys_bronze.offsets import OFFSETS_PROPERTY, Offsets, encode, merge, table_offsets
 
 __all__ = ["Batch", "CommitResult", "ReadPositions", "TableCommit", "commit_batch"]
 

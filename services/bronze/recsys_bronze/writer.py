@@ -33,13 +33,13 @@ from recsys.clients.kafka import kafka_consumer
 from recsys.config import Settings
 from recsys.lake import load_catalog, table_identifier
 from recsys.log import get_logger
-from recsys_features.bronze import metrics
-from recsys_features.bronze.batch import Batch, CommitResult, ReadPositions, commit_batch
-from recsys_features.bronze.convert import Rejected, event_id_of, event_row, reject_row
-from recsys_features.bronze.dedup import RecentIds
-from recsys_features.bronze.offsets import Offsets, table_offsets
-from recsys_features.bronze.settings import BronzeSettings
-from recsys_features.bronze.tables import (
+from recsys_bronze import metrics
+from recsys_bronze.batch import Batch, CommitResult, ReadPositions, commit_batch
+from recsys_bronze.convert import Rejected, event_id_of, event_row, reject_row
+from recsys_bronze.dedup import RecentIds
+from recsys_bronze.offsets import Offsets, table_offsets
+from recsys_bronze.settings import BronzeSettings
+from recsys_bronze.tables import (
     EVENTS_ARROW,
     REJECTS_ARROW,
     open_events_table,

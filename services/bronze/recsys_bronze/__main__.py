@@ -1,0 +1,3 @@
+from recsys_bronze.main import main
+
+main()

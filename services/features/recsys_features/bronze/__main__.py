@@ -1,3 +1,0 @@
-from recsys_features.bronze.main import main
-
-main()
