@@ -15,6 +15,7 @@ import yaml
 
 from recsys.config import repo_root
 from recsys.infra.apt import apt_install
+from tests.promql_names import metric_names, rule_expressions
 
 ROOT = repo_root()
 RULES_DIR = ROOT / "charts" / "recsys" / "files" / "prometheus"
@@ -75,11 +76,12 @@ def test_every_platform_metric_the_rules_name_is_defined_by_a_service() -> None:
     source = "\n".join(
         p.read_text() for p in (ROOT / "services").rglob("*.py") if "_pb2" not in p.name
     )
-    named = set()
-    for rule_file in RULE_FILES:
-        for group in yaml.safe_load(rule_file.read_text())["groups"]:
-            for rule in group["rules"]:
-                named.update(re.findall(r"\b(recsys_[a-z0-9_]+)", rule["expr"]))
+    named = {
+        name
+        for expr in rule_expressions().values()
+        for name in metric_names(expr)
+        if name.startswith("recsys_")
+    }
     assert named
     missing = sorted(n for n in named if f'"{n}"' not in source and f'"{_base(n)}"' not in source)
     assert not missing, f"no service defines {missing}"

@@ -24,7 +24,7 @@ from recsys.clients.startup import connect_in_background, keep_trying
 from recsys.experiments.v1 import experiments_pb2 as pb
 from recsys.log import get_logger
 from recsys_experiments.assignment import Assignments
-from recsys_experiments.metrics import EXPOSURES, FIRST_EXPOSURES
+from recsys_experiments.metrics import ASSIGNMENTS, EXPOSURES, FIRST_EXPOSURES
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -64,6 +64,7 @@ class ExposureLog:
         """Queue the call's exposures (never waits)."""
         now_ms = time.time_ns() // 1_000_000
         for a in result.assignments:
+            ASSIGNMENTS.labels(experiment=a.experiment_id, variant=a.variant).inc()
             event = pb.ExposureEvent(
                 user_id=user_id,
                 experiment_id=a.experiment_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["CONFIG_RELOADS", "CONFIG_VERSION", "EXPOSURES", "FIRST_EXPOSURES"]
+__all__ = ["ASSIGNMENTS", "CONFIG_RELOADS", "CONFIG_VERSION", "EXPOSURES", "FIRST_EXPOSURES"]
 
 CONFIG_VERSION = Gauge(
     "recsys_experiments_config_version",
@@ -15,6 +15,12 @@ CONFIG_RELOADS = Counter(
     "recsys_experiments_config_reloads",
     "Configuration files loaded (result=ok) or refused (result=error) while running.",
     ["result"],
+)
+# Labelled by experiment and variant, which come from the configuration: a bounded set.
+ASSIGNMENTS = Counter(
+    "recsys_experiments_assignments",
+    "Exposures per experiment and variant (what the dashboards compare with the configured split).",
+    ["experiment", "variant"],
 )
 EXPOSURES = Counter(
     "recsys_experiments_exposures",

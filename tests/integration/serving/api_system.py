@@ -84,6 +84,7 @@ class ApiSystem:
     env: dict[str, str]  # what every process of the system shares
     services: dict[str, ServingProcess] = field(default_factory=dict)
     ports: dict[str, tuple[int, int]] = field(default_factory=dict)
+    features_metrics_port: int = 0  # the feature worker's /metrics
 
     @property
     def api_url(self) -> str:
@@ -190,16 +191,28 @@ def api_system(platform: Platform, infra: Settings, root: Path) -> Iterator[ApiS
             ModelRegistry(platform.settings.models.root),
             platform.world.last_day,
         )
+        # All at once: ports drawn one by one could repeat one not yet bound.
+        names = ("ingest", *GRPC_SERVICES, "api")
+        features_metrics_port, *listeners = free_ports(1 + 2 * len(names))
         worker.update(
             {
                 "RECSYS_REDIS__PORT": str(redis.port),
                 "RECSYS_CASSANDRA__PORT": str(infra.cassandra.port),
+                "RECSYS_METRICS__PORT": str(features_metrics_port),
             }
         )
         stack.enter_context(running_worker(worker, root / "features.log"))
-        system = ApiSystem(platform, root, redis, cassandra, topics, env)
-        for name in ("ingest", *GRPC_SERVICES, "api"):
-            system.ports[name] = tuple(free_ports(2))  # type: ignore[assignment]
+        system = ApiSystem(
+            platform,
+            root,
+            redis,
+            cassandra,
+            topics,
+            env,
+            features_metrics_port=features_metrics_port,
+        )
+        for i, name in enumerate(names):
+            system.ports[name] = (listeners[2 * i], listeners[2 * i + 1])
         for name in ("ingest", *GRPC_SERVICES):
             system.start(name)
         stack.callback(lambda: [p.terminate() for p in system.services.values()])
