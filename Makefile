@@ -44,9 +44,9 @@ down: venv ## Stop the services, then the infrastructure
 
 venv: $(VENV)/.synced ## Create .venv and install the pinned dependencies
 
-$(VENV)/.synced: pyproject.toml uv.lock
+$(VENV)/.synced: pyproject.toml uv.lock $(wildcard services/*/pyproject.toml)
 	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
-	$(VENV)/bin/uv sync --frozen --quiet
+	$(VENV)/bin/uv sync --frozen --all-packages --all-extras --quiet
 	@touch $@
 
 $(BUF):
@@ -137,7 +137,7 @@ load: venv ## Locust against the running system (make up): members open the app,
 		--ingest-host http://127.0.0.1:$${RECSYS_INGEST__PORT:-8081} $(LOAD_ARGS)
 	@echo "Reports: .recsys/load/report.html and .recsys/load/recsys_*.csv"
 
-lock: ## Re-resolve uv.lock after editing dependencies in pyproject.toml
+lock: ## Re-resolve uv.lock after editing a pin (root pyproject.toml) or a service's list (services/<name>/pyproject.toml)
 	$(VENV)/bin/uv lock
 
 clean: down ## Stop everything and delete its data

@@ -174,7 +174,9 @@ def test_base_images_are_pinned_and_uv_matches_the_project() -> None:
     make_uv = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M)
     assert make_uv is not None
     assert make_uv.group(1) == uv_version
-    python_minor = re.search(r">=(3\.\d+)", pyproject["project"]["requires-python"])
+    # Every workspace member states the same Python; the shared library's stands for them.
+    common = tomllib.loads((REPO / "services" / "common" / "pyproject.toml").read_text())
+    python_minor = re.search(r">=(3\.\d+)", common["project"]["requires-python"])
     assert python_minor is not None
     for path in DOCKERFILES:
         dockerfile = parse_dockerfile(path)
@@ -208,7 +210,11 @@ def test_every_artifact_has_its_dockerfile_and_target() -> None:
 
 
 def test_each_image_runs_its_own_entry_point_as_the_service_user() -> None:
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = {
+        name: target
+        for member in (REPO / "services").glob("*/pyproject.toml")
+        for name, target in tomllib.loads(member.read_text())["project"].get("scripts", {}).items()
+    }
     for artifact in skaffold_config()["build"]["artifacts"]:
         image = artifact["image"]
         path, target = dockerfile_of(artifact)
@@ -227,7 +233,7 @@ def test_each_image_runs_its_own_entry_point_as_the_service_user() -> None:
         assert sum(keyword == "ENTRYPOINT" for keyword, _ in instructions) == 1, image
 
 
-def test_only_the_pipelines_image_carries_the_training_dependencies() -> None:
+def test_each_image_installs_its_own_member_and_only_pipelines_trains() -> None:
     for artifact in skaffold_config()["build"]["artifacts"]:
         path, target = dockerfile_of(artifact)
         dockerfile = parse_dockerfile(path)
@@ -245,11 +251,16 @@ def test_only_the_pipelines_image_carries_the_training_dependencies() -> None:
         runs = " ".join(
             rest for s in stages for keyword, rest in s.instructions if keyword == "RUN"
         )
-        trains = "--group train" in runs
+        trains = "--extra train" in runs
         assert trains == (artifact["image"] == "recsys-pipelines"), artifact["image"]
-        for sync in re.findall(r"uv sync[^&]*", runs):
+        syncs = re.findall(r"uv sync[^&]*", runs)
+        if artifact["image"] != "recsys-locust":
+            assert syncs, artifact["image"]
+        for sync in syncs:
             for flag in ("--frozen", "--no-dev", "--no-default-groups"):
                 assert flag in sync, sync
+            # Its own workspace member, and so only what that service declares.
+            assert f"--package {artifact['image']} " in f"{sync} ", (artifact["image"], sync)
 
 
 def test_dockerignore_keeps_the_context_to_what_images_need() -> None:

@@ -6,7 +6,7 @@
 Spark reads the lake through Iceberg's own ``JdbcCatalog`` on the SQLite file pyiceberg's
 ``SqlCatalog`` writes (the same two tables), with the session time zone in UTC. The transforms
 are the files of ``recsys_pipelines/sql`` rendered with the same literals: not one character
-differs from what DuckDB runs. pyspark is in the ``spark`` dependency group only.
+differs from what DuckDB runs. pyspark is in the pipelines member's ``spark`` extra only.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ def spark_session(settings: Settings, lake: LakeSettings) -> Iterator[Any]:
         from pyspark.sql import SparkSession
     except ImportError:
         raise PipelineError(
-            "pyspark is not installed: `uv sync --group spark` (docs/lake.md)"
+            "pyspark is not installed: `uv sync --all-packages --all-extras`, as `make venv` "
+            "does (docs/lake.md)"
         ) from None
     if not lake.catalog_url.startswith("sqlite:///"):
         raise PipelineError("the Spark run supports the SQLite catalog only")
