@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,18 @@ from recsys.clients.cassandra import CassandraClient, connect_cassandra
 from recsys.clients.redis import redis_client
 from recsys.config import Settings
 from recsys.infra import manager
+from recsys.infra.apt import apt_install
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    """Debian's prometheus package's promtool, installed on first use (as root)."""
+    if shutil.which("promtool") is None:
+        apt_install("prometheus")
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool is missing: install Debian's prometheus package", pytrace=False)
+    return Path(found)
 
 
 @pytest.fixture(scope="session")

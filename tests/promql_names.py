@@ -13,10 +13,10 @@ import promql_parser
 import yaml
 
 from recsys.config import repo_root
+from recsys.infra.prometheus import RULES_DIR
 
 ROOT = repo_root()
 DASHBOARDS_DIR = ROOT / "charts" / "recsys" / "files" / "dashboards"
-RULES_DIR = ROOT / "charts" / "recsys" / "files" / "prometheus"
 # Grafana's variables, replaced by what Grafana would put there before Prometheus parses them.
 _GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 # Series Prometheus makes itself for every target.
@@ -47,13 +47,20 @@ def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from _panels(panel.get("panels", []))  # a collapsed row holds its panels
 
 
-def rules(directory: Path = RULES_DIR) -> list[dict[str, Any]]:
+def rule_files(directory: Path = RULES_DIR) -> list[Path]:
+    return sorted(directory.glob("*.rules.yml"))
+
+
+def rule_groups(directory: Path = RULES_DIR) -> list[dict[str, Any]]:
     return [
-        rule
-        for path in sorted(directory.glob("*.rules.yml"))
+        group
+        for path in rule_files(directory)
         for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
     ]
+
+
+def rules(directory: Path = RULES_DIR) -> list[dict[str, Any]]:
+    return [rule for group in rule_groups(directory) for rule in group["rules"]]
 
 
 def rule_expressions(directory: Path = RULES_DIR) -> dict[str, str]:

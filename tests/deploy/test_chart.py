@@ -26,13 +26,13 @@ from pydantic import BaseModel
 from tools import k8s_schemas
 
 from recsys.config import IngestSettings, Settings
+from tests.deploy.helm import CHART, Manifest, lint, manifests, output, render, run, template
+from tests.promql_names import rule_groups
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "recsys"
 PRODUCTION = CHART / "ci" / "production-values.yaml"
 SCHEMAS = ROOT / "tests" / "deploy" / "schemas"
 # The cluster version the chart is rendered for: the Kubernetes schemas' version.
-KUBE_VERSION = k8s_schemas.KUBERNETES_VERSION
 PLATFORM_IMAGES = {
     "recsys-api",
     "recsys-ingest",
@@ -46,64 +46,12 @@ PLATFORM_IMAGES = {
 }
 WORKLOADS = {"Deployment", "StatefulSet", "Job", "CronJob"}
 
-Manifest = dict[str, Any]
-
-
-# --- running the tools -------------------------------------------------------------------------
-
-
-def _run(argv: list[str | Path], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in argv],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        timeout=120,
-    )
-
-
-def _output(done: subprocess.CompletedProcess[str]) -> str:
-    # helm warns on stderr about files/experiments/experiments.yaml, a link to the service's file.
-    return done.stdout + "\n".join(
-        line for line in done.stderr.splitlines() if "symbolic link" not in line
-    )
-
-
-def template(
-    helm: Path, *values: Path, chart: Path = CHART, sets: Iterable[str] = ()
-) -> subprocess.CompletedProcess[str]:
-    argv: list[str | Path] = [helm, "template", "recsys", chart, "--kube-version", KUBE_VERSION]
-    for path in values:
-        argv += ["-f", path]
-    for item in sets:
-        argv += ["--set", item]
-    return _run(argv)
-
-
-def render(helm: Path, *values: Path, chart: Path = CHART, sets: Iterable[str] = ()) -> str:
-    done = template(helm, *values, chart=chart, sets=sets)
-    assert done.returncode == 0, _output(done)
-    return done.stdout
-
-
-def manifests(text: str) -> list[Manifest]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
 
 def kubeconform_run(kubeconform: Path, text: str) -> subprocess.CompletedProcess[str]:
     """Strict, offline, against the schemas in the repository only (no default location, so a
     kind without a schema there is an error, never a skip)."""
     location = f"{SCHEMAS}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json"
-    return _run([kubeconform, "-strict", "-summary", "-schema-location", location, "-"], text)
-
-
-def lint(helm: Path, *values: Path, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
-    argv: list[str | Path] = [helm, "lint", "--strict", chart, "--kube-version", KUBE_VERSION]
-    for path in values:
-        argv += ["-f", path]
-    return _run(argv)
+    return run([kubeconform, "-strict", "-summary", "-schema-location", location, "-"], text)
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +169,7 @@ def test_the_settings_check_reports_an_unknown_setting(helm: Path) -> None:
 @pytest.mark.parametrize("values", [[], [PRODUCTION]], ids=["default", "production"])
 def test_helm_lint_strict_passes(helm: Path, values: list[Path]) -> None:
     done = lint(helm, *values)
-    assert done.returncode == 0, _output(done)
+    assert done.returncode == 0, output(done)
     assert "0 chart(s) failed" in done.stdout
 
 
@@ -231,7 +179,7 @@ def test_kubeconform_strict_passes(
 ) -> None:
     text = default_render if which == "default" else production_render
     done = kubeconform_run(kubeconform, text)
-    assert done.returncode == 0, _output(done)
+    assert done.returncode == 0, output(done)
     count = len(manifests(text))
     assert f"Summary: {count} resources found" in done.stdout, done.stdout
     assert f"Valid: {count}, Invalid: 0, Errors: 0, Skipped: 0" in done.stdout, done.stdout
@@ -283,7 +231,7 @@ def test_a_misspelt_value_fails(helm: Path, tmp_path: Path) -> None:
     typo.write_text("api:\n  replicaz: 2\n")
     for done in (lint(helm, typo), template(helm, typo)):
         assert done.returncode != 0
-        assert "additional properties 'replicaz' not allowed" in _output(done)
+        assert "additional properties 'replicaz' not allowed" in output(done)
 
 
 def test_the_committed_schemas_are_current(tmp_path: Path) -> None:
@@ -427,7 +375,7 @@ def test_the_chart_refuses_the_local_and_empty_api_keys(
     path.write_text(values)
     done = template(helm, path)
     assert done.returncode != 0
-    assert message in _output(done)
+    assert message in output(done)
 
 
 def test_a_given_api_key_is_used(helm: Path) -> None:
@@ -469,13 +417,6 @@ def test_dependencies_switch_to_external_endpoints(production_render: str) -> No
 # --- monitoring --------------------------------------------------------------------------------
 
 
-def _rule_groups() -> list[Any]:
-    groups: list[Any] = []
-    for path in sorted((CHART / "files" / "prometheus").glob("*.rules.yml")):
-        groups += yaml.safe_load(path.read_text())["groups"]
-    return groups
-
-
 def test_the_prometheus_rule_is_the_rule_files(
     promtool: Path, default_render: str, tmp_path: Path
 ) -> None:
@@ -483,16 +424,16 @@ def test_the_prometheus_rule_is_the_rule_files(
     assert len(rules) == 1
     assert rules[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     spec = rules[0]["spec"]
-    assert spec["groups"] == _rule_groups()
+    assert spec["groups"] == rule_groups()
     assert spec["groups"]
     path = tmp_path / "rendered.rules.yml"
     path.write_text(yaml.safe_dump(spec))
-    done = _run([promtool, "check", "rules", path])
-    assert done.returncode == 0, _output(done)
+    done = run([promtool, "check", "rules", path])
+    assert done.returncode == 0, output(done)
     # promtool does fail on a broken rule.
     spec["groups"][0]["rules"][0]["expr"] = "sum(rate(x[5m])"
     path.write_text(yaml.safe_dump(spec))
-    assert _run([promtool, "check", "rules", path]).returncode != 0
+    assert run([promtool, "check", "rules", path]).returncode != 0
 
 
 def test_a_service_monitor_per_metrics_endpoint(default_render: str) -> None:

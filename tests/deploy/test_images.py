@@ -32,13 +32,13 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from tests.deploy.helm import CHART, helm_path, manifests, render
+
 REPO = Path(__file__).resolve().parents[2]
 SKAFFOLD = REPO / "skaffold.yaml"
 SCHEMA = Path(__file__).with_name("skaffold.schema.json")
-CHART = REPO / "charts" / "recsys"
 HADOLINT_CONFIG = REPO / ".hadolint.yaml"
 DOCKERFILES = [REPO / "services" / "Dockerfile", REPO / "load" / "Dockerfile"]
-DEFAULT_HELM = Path.home() / ".cache" / "recsys" / "tools" / "helm-v3.22.0" / "helm"
 
 # The images the chart may run that skaffold does not build: the official Kafka and Cassandra
 # images and Redis or Valkey, each with a pinned version tag (no `latest`, no bare major).
@@ -53,7 +53,6 @@ ENTRYPOINTS: Mapping[str, list[str]] = {
 TEMPLATE = re.compile(r"\{\{\s*\.IMAGE_(REPO|TAG)_(\w+)\s*\}\}")
 # The tag the chart is rendered with in place of skaffold's, to see which images it reaches.
 SKAFFOLD_TAG = "skaffold-built"
-KUBE_VERSION = "1.34.0"
 
 
 # --- Dockerfiles ------------------------------------------------------------------------------
@@ -393,31 +392,17 @@ def test_every_key_skaffold_sets_exists_in_values_yaml() -> None:
 # --- the chart's images -----------------------------------------------------------------------
 
 
-def helm_binary() -> Path:
-    helm = Path(os.environ.get("RECSYS_HELM") or DEFAULT_HELM)
-    if not helm.is_file():
-        pytest.fail(f"helm not found at {helm}: run `make tools` (or set RECSYS_HELM)")
-    return helm
-
-
-def render(chart: Path, sets: Mapping[str, str]) -> list[dict[str, Any]]:
-    # A helm built with `go install` assumes Kubernetes v1.20 unless told: name the version of
-    # kind's current node image (the chart requires >= 1.27).
-    command = [
-        str(helm_binary()),
-        "template",
-        "recsys",
-        str(chart),
-        "--namespace",
-        "recsys",
-        "--kube-version",
-        KUBE_VERSION,
-    ]
-    for key, value in sorted(sets.items()):
-        command += ["--set-string" if key.endswith(".tag") else "--set", f"{key}={value}"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if isinstance(doc, dict)]
+def render_chart(chart: Path, sets: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The chart rendered with ``sets``, image tags as strings (a git commit may be digits)."""
+    pairs = [f"{key}={value}" for key, value in sorted(sets.items())]
+    text = render(
+        helm_path(),
+        chart=chart,
+        sets=[p for p in pairs if not p.split("=")[0].endswith(".tag")],
+        set_strings=[p for p in pairs if p.split("=")[0].endswith(".tag")],
+        namespace="recsys",
+    )
+    return manifests(text)
 
 
 def pod_specs(doc: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -486,7 +471,7 @@ def deployed() -> list[dict[str, Any]]:
     """The chart as skaffold installs it: its values, the image templates filled in."""
     sets, problems = skaffold_sets(skaffold_config(), SKAFFOLD_TAG)
     assert problems == []
-    return render(CHART, sets)
+    return render_chart(CHART, sets)
 
 
 def test_every_image_the_chart_runs_is_built_by_skaffold(deployed: list[dict[str, Any]]) -> None:
@@ -496,7 +481,7 @@ def test_every_image_the_chart_runs_is_built_by_skaffold(deployed: list[dict[str
 def test_the_chart_defaults_name_the_same_images() -> None:
     # Installed without skaffold (helm install with a registry's images), the chart's own
     # repositories must still be the images skaffold builds.
-    docs = render(CHART, {"locust.enabled": "true"})
+    docs = render_chart(CHART, {"locust.enabled": "true"})
     assert image_problems(docs, artifact_images()) == []
 
 
@@ -524,11 +509,12 @@ spec:
 """
     )
     sets, _ = skaffold_sets(skaffold_config(), SKAFFOLD_TAG)
-    problems = image_problems(render(chart, sets), artifact_images(), expected_tag=SKAFFOLD_TAG)
+    docs = render_chart(chart, sets)
+    problems = image_problems(docs, artifact_images(), expected_tag=SKAFFOLD_TAG)
     assert any("recsys-unknown:1.0: not built by skaffold" in p for p in problems), problems
     assert any("redis:latest: third-party image without a pinned" in p for p in problems)
     # An artifact no workload runs is reported too.
-    unused = image_problems(render(CHART, sets), {*artifact_images(), "recsys-extra"})
+    unused = image_problems(render_chart(CHART, sets), {*artifact_images(), "recsys-extra"})
     assert "recsys-extra: built by skaffold, run by nothing" in unused
 
 

@@ -6,52 +6,39 @@ service defines. promtool comes from Debian's prometheus package, installed on f
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-import yaml
-
 from recsys.config import repo_root
-from recsys.infra.apt import apt_install
-from tests.promql_names import metric_names, rule_expressions
+from tests.promql_names import metric_names, rule_expressions, rule_files, rules
 
 ROOT = repo_root()
-RULES_DIR = ROOT / "charts" / "recsys" / "files" / "prometheus"
-RULE_FILES = sorted(RULES_DIR.glob("*.rules.yml"))
+RULE_FILES = rule_files()
 UNIT_TESTS = ROOT / "tests" / "prometheus" / "rules.test.yml"
 # What Prometheus adds to a histogram's or counter's name.
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 
 
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    if shutil.which("promtool") is None:
-        apt_install("prometheus")
-    found = shutil.which("promtool")
-    assert found is not None
-    return found
+def _run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, check=False, cwd=ROOT
+    )
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
-
-
-def test_the_rule_files_are_valid(promtool: str) -> None:
+def test_the_rule_files_are_valid(promtool: Path) -> None:
     assert RULE_FILES
     checked = _run(promtool, "check", "rules", *map(str, RULE_FILES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_every_alert_fires_and_stays_silent_as_its_unit_tests_say(promtool: str) -> None:
+def test_every_alert_fires_and_stays_silent_as_its_unit_tests_say(promtool: Path) -> None:
     tested = _run(promtool, "test", "rules", str(UNIT_TESTS))
     assert tested.returncode == 0, tested.stdout + tested.stderr
     tested_alerts = set(re.findall(r"alertname: (\w+)", UNIT_TESTS.read_text()))
     assert tested_alerts == _alerts(), "every alert needs a unit test"
 
 
-def test_a_broken_expression_is_caught(promtool: str, tmp_path: Path) -> None:
+def test_a_broken_expression_is_caught(promtool: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.rules.yml"
     text = RULE_FILES[0].read_text().replace("sum(rate(", "sum(rate((", 1)
     broken.write_text(text)
@@ -60,7 +47,7 @@ def test_a_broken_expression_is_caught(promtool: str, tmp_path: Path) -> None:
     assert "parse error" in checked.stdout + checked.stderr
 
 
-def test_a_wrong_expectation_fails_the_unit_tests(promtool: str, tmp_path: Path) -> None:
+def test_a_wrong_expectation_fails_the_unit_tests(promtool: Path, tmp_path: Path) -> None:
     text = UNIT_TESTS.read_text().replace(
         "severity: ticket, slo: api-availability", "severity: page, slo: api-availability"
     )
@@ -95,10 +82,4 @@ def _base(name: str) -> str:
 
 
 def _alerts() -> set[str]:
-    return {
-        rule["alert"]
-        for rule_file in RULE_FILES
-        for group in yaml.safe_load(rule_file.read_text())["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    }
+    return {rule["alert"] for rule in rules() if "alert" in rule}

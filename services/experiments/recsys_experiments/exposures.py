@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
+from prometheus_client import Counter
 
 from recsys.clients.startup import connect_in_background, keep_trying
 from recsys.experiments.v1 import experiments_pb2 as pb
@@ -43,6 +44,20 @@ _INSERT = (
 _BATCH = 500  # exposures sent per round
 
 
+# The counter's children by (experiment, variant), bound on first use: `.labels()` costs a lock
+# and a lookup on every call, and the pairs are the configuration's, a bounded set.
+_ASSIGNED: dict[tuple[str, str], Counter] = {}
+
+
+def _assigned(experiment: str, variant: str) -> Counter:
+    child = _ASSIGNED.get((experiment, variant))
+    if child is None:
+        child = _ASSIGNED[experiment, variant] = ASSIGNMENTS.labels(
+            experiment=experiment, variant=variant
+        )
+    return child
+
+
 class ExposureLog:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -64,7 +79,7 @@ class ExposureLog:
         """Queue the call's exposures (never waits)."""
         now_ms = time.time_ns() // 1_000_000
         for a in result.assignments:
-            ASSIGNMENTS.labels(experiment=a.experiment_id, variant=a.variant).inc()
+            _assigned(a.experiment_id, a.variant).inc()
             event = pb.ExposureEvent(
                 user_id=user_id,
                 experiment_id=a.experiment_id,
